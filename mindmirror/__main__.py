@@ -1,0 +1,3 @@
+from mindmirror.cli import main
+
+raise SystemExit(main())

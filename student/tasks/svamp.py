@@ -1,0 +1,177 @@
+"""SVAMP: arithmetic word problems whose answer is an equation.
+
+Labels are equations such as ``( 84.0 / 2.0 )``. They are judged by value, evaluated with the
+safe parser in :mod:`student.arithmetic`, never with ``eval``. The canonical form of an
+equation (what the student is trained to emit) drops ``.0`` and redundant outer parentheses, so
+the human label ``( 84.0 / 2.0 )`` and the teacher's ``(84 / 2)`` become the same target
+``84 / 2``.
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+from typing import Any, ClassVar
+
+from student.arithmetic import (
+    ArithmeticParseError,
+    evaluate,
+    format_number,
+    numbers_equal,
+    try_evaluate,
+)
+from student.tasks.base import CoTExemplar, Example, SelfEvalExemplar, Task, TaskDataError
+
+_EQUATION_TOKEN = re.compile(r"\d+(?:\.\d+)?|[-+*/()]")
+# "(84 / 2)." or "84 / 2 = 42." after the cue: take the first parenthesized group if present.
+_PARENTHESIZED = re.compile(r"^\s*:?\s*(\(.*\))")
+_BARE = re.compile(r"^\s*:?\s*([-+*/()\d.,\sx×÷]+)")
+
+
+def canonical_equation(text: str) -> str:
+    """Normalize an equation's spelling; raise :class:`TaskDataError` if it is not one."""
+    try:
+        evaluate(text)
+    except ArithmeticParseError as error:
+        raise TaskDataError(f"not an arithmetic equation: {text!r} ({error})") from None
+    tokens = []
+    for token in _EQUATION_TOKEN.findall(text.replace(",", "").replace("×", "*").replace("÷", "/")):
+        if token[0].isdigit():
+            token = format_number(Fraction(token))
+        tokens.append(token)
+    while len(tokens) >= 2 and tokens[0] == "(" and tokens[-1] == ")" and _wraps(tokens):
+        tokens = tokens[1:-1]
+    return " ".join(tokens)
+
+
+def _wraps(tokens: list[str]) -> bool:
+    """True when the first '(' closes at the last token, i.e. the parentheses are redundant."""
+    depth = 0
+    for position, token in enumerate(tokens):
+        depth += token == "("
+        depth -= token == ")"
+        if depth == 0:
+            return position == len(tokens) - 1
+    return False
+
+
+class SvampTask(Task):
+    name = "svamp"
+    description = "SVAMP arithmetic word problems; the answer is an equation judged by its value."
+    label_space = None
+    continuation_markers = ("\n\nQ:", "\nQ:")
+    answer_cue = re.compile(r"[Tt]he answer is")
+    teacher_instruction = (
+        "Solve the math word problem. Reason step by step, then end with "
+        '"The answer is (<equation>)." where <equation> uses only the numbers from the problem '
+        "and + - * / with parentheses."
+    )
+    cot_exemplars: ClassVar[tuple[CoTExemplar, ...]] = (
+        CoTExemplar(
+            "There are 15 trees in the grove. Grove workers will plant trees in the grove today. "
+            "After they are done, there will be 21 trees.\nHow many trees did the grove workers "
+            "plant today?",
+            "There are 15 trees originally. Then there were 21 trees after some more were "
+            "planted. So there must have been 21 - 15 = 6. The answer is (21 - 15).",
+        ),
+        CoTExemplar(
+            "Leah had 32 chocolates and her sister had 42. If they ate 35\nHow many pieces do "
+            "they have left in total?",
+            "Originally, Leah had 32 chocolates. Her sister had 42. So in total they had "
+            "32 + 42 = 74. After eating 35, they had 74 - 35 = 39. The answer is ((32 + 42) - 35).",
+        ),
+        CoTExemplar(
+            "Olivia has $ 23. She bought five bagels for $ 3 each.\nHow much money does she have "
+            "left?",
+            "Olivia had 23 dollars. 5 bagels for 3 dollars each will be 5 * 3 = 15 dollars. So "
+            "she has 23 - 15 = 8 dollars left. The answer is (23 - (5 * 3)).",
+        ),
+        CoTExemplar(
+            "A baker made 48 cakes and packed them equally into 6 boxes.\nHow many cakes are in "
+            "each box?",
+            "The baker packed 48 cakes into 6 equal boxes. So each box has 48 / 6 = 8 cakes. "
+            "The answer is (48 / 6).",
+        ),
+    )
+    self_eval_exemplars: ClassVar[tuple[SelfEvalExemplar, ...]] = (
+        SelfEvalExemplar(
+            "Jason had 20 lollipops. He gave Denny some lollipops. Now Jason has 12 lollipops.\n"
+            "How many lollipops did Jason give to Denny?",
+            "Jason started with 20 lollipops and has 12 left, so he gave away 20 - 12 = 8. "
+            "The answer is (20 - 12).",
+            "Evaluation:\nThe question asks how many lollipops Jason gave away. The difference "
+            "between what he had (20) and what he has now (12) is what he gave away, and "
+            "20 - 12 = 8 is computed correctly.\n\n"
+            "Evaluation result: the given answer is correct.",
+        ),
+        SelfEvalExemplar(
+            "Shawn has five toys. For Christmas, he got two toys each from his mom and dad.\n"
+            "How many toys does he have now?",
+            "Shawn has 5 toys. He got 2 toys from his mom and dad. So he has 5 + 2 = 7 toys. "
+            "The answer is (5 + 2).",
+            "Evaluation:\nShawn got two toys from each parent, which is 2 * 2 = 4 new toys, not "
+            "2. The answer drops one of the gifts, so the total should be 5 + (2 * 2) = 9.\n\n"
+            "Evaluation result: the given answer is wrong.",
+        ),
+        SelfEvalExemplar(
+            "A shelf holds 36 books. Some books were taken away and 14 were added.\n"
+            "How many books are on the shelf now?",
+            "The shelf had 36 books and 14 were added, so there are 36 + 14 = 50 books. "
+            "The answer is (36 + 14).",
+            "Evaluation:\nThe answer adds the 14 new books, but the problem also says some "
+            "books were taken away without saying how many, so the final count cannot be "
+            "determined from the information given.\n\n"
+            "Evaluation result: the given answer is uncertain.",
+        ),
+    )
+
+    def example_from_record(self, record: dict[str, Any], index: int) -> Example:
+        # The original SVAMP.json layout: Body, Question, Equation.
+        if "Body" in record and "Question" in record:
+            body = str(record["Body"]).strip()
+            question = f"{body}\n{str(record['Question']).strip()}"
+            record = {
+                "id": record.get("ID", index),
+                "input": question,
+                "label": record.get("Equation"),
+            }
+        return super().example_from_record(record, index)
+
+    def normalize_label(self, label: str) -> str:
+        return canonical_equation(label)
+
+    def parse_label(self, answer_text: str, example: Example | None = None) -> str | None:
+        text = answer_text.strip()
+        match = _PARENTHESIZED.match(text)
+        candidates = []
+        if match:
+            candidates.append(_balanced_prefix(match.group(1)))
+        bare = _BARE.match(text)
+        if bare:
+            # "84 / 2 = 42." keeps only the part before "=" (the regex stops at "=").
+            candidates.append(bare.group(1).strip().rstrip("."))
+        for candidate in candidates:
+            if candidate and try_evaluate(candidate) is not None:
+                return canonical_equation(candidate)
+        return None
+
+    def answer_sentence(self, label: str, example: Example | None = None) -> str:
+        return f"The answer is ({label})."
+
+    def is_correct(self, prediction: str | None, gold: str | None) -> bool:
+        return numbers_equal(try_evaluate(prediction), try_evaluate(gold))
+
+    def answer_value(self, label: str) -> float | None:
+        value = try_evaluate(label)
+        return None if value is None else float(value)
+
+
+def _balanced_prefix(text: str) -> str:
+    """The shortest prefix of ``text`` (starting with '(') whose parentheses balance."""
+    depth = 0
+    for position, char in enumerate(text):
+        depth += char == "("
+        depth -= char == ")"
+        if depth == 0:
+            return text[: position + 1]
+    return text

@@ -1,0 +1,1 @@
+"""Training-side stages: the teacher (data generation) and the student (distillation)."""
