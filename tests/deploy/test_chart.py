@@ -16,6 +16,7 @@ from tests.deploy.conftest import (
     CHART_DIR,
     NAMESPACE,
     RELEASE,
+    REPO,
     by_kind,
     contract_env_names,
     helm,
@@ -125,6 +126,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "existing-service-account": {"serviceAccount": {"create": False, "name": "inference"}},
     "everything": ALL_TOGGLES,
     "everything-cpu": {**ALL_TOGGLES, "gpu": {"enabled": False}},
+    # The example docs/deploy.md installs with.
+    "production-example": yaml.safe_load(
+        (REPO / "deploy" / "helm-values" / "production-gpu.yaml").read_text()
+    ),
 }
 
 # Which object each toggle must add (so a toggle that silently renders nothing fails).
