@@ -72,13 +72,14 @@ RUN apt-get update \
     && mkdir -p "${MINDMIRROR_BUNDLE}"
 COPY --from=venv-gpu /opt/mindmirror /opt/mindmirror
 # Code and model stay root-owned: the server process can read them, never change them.
-# HOME and the caches point at paths the chart mounts as emptyDirs (read-only root filesystem);
-# HF_HUB_OFFLINE: the server only ever reads the local bundle, never a model hub.
+# HOME and the caches (CUDA's JIT cache included) point at paths the chart mounts as emptyDirs
+# (read-only root filesystem); HF_HUB_OFFLINE: the server only ever reads the local bundle.
 ENV PATH=/opt/mindmirror/bin:${PATH} \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/home/mindmirror \
     XDG_CACHE_HOME=/home/mindmirror/.cache \
+    CUDA_CACHE_PATH=/home/mindmirror/.cache/nv-compute \
     HF_HUB_OFFLINE=1 \
     HF_HUB_DISABLE_TELEMETRY=1 \
     MINDMIRROR_ENV=production \

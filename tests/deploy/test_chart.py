@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.conftest import (
+from tests.deploy.support import (
     CHART_DIR,
     NAMESPACE,
     RELEASE,
@@ -283,6 +283,9 @@ def test_writable_paths_are_size_limited_empty_dirs(rendered, variant):
     for path in ("/tmp", cache_dir):
         volume = volumes[mounts[path]["name"]]
         assert "sizeLimit" in volume["emptyDir"], path
+    cuda_cache = env(rendered[variant]).get("CUDA_CACHE_PATH")
+    if cuda_cache is not None:
+        assert cuda_cache.startswith(cache_dir + "/")
     # Everything else mounted (model, keys) is read-only.
     for path, mount in mounts.items():
         if path not in ("/tmp", cache_dir):
@@ -375,6 +378,7 @@ def test_gpu_pod_requests_a_gpu_and_tolerates_gpu_nodes(rendered):
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert "runtimeClassName" not in pod
     assert env(objs)["MINDMIRROR_DEVICE"] == "cuda"
+    assert "CUDA_CACHE_PATH" in env(objs)
     assert container["image"].endswith(":0.1.0-gpu")
     # User scheduling rules are added to the GPU ones, not replacing them.
     everything = deployment(rendered["everything"])["spec"]["template"]["spec"]
@@ -392,6 +396,7 @@ def test_cpu_variant_has_no_gpu_anything(rendered):
     assert "tolerations" not in pod
     assert "nodeSelector" not in pod
     assert env(objs)["MINDMIRROR_DEVICE"] == "cpu"
+    assert "CUDA_CACHE_PATH" not in env(objs)
     assert container["image"].endswith(":0.1.0-cpu")
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.conftest import CHART_DIR, CONTRACTS, REPO, contract_metric_names
+from tests.deploy.support import CHART_DIR, CONTRACTS, REPO, contract_metric_names
 
 promql = pytest.importorskip("promql_parser", reason="promql-parser (dev extra) is not installed")
 

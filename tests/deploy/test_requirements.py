@@ -14,7 +14,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from tests.deploy.conftest import REPO
+from tests.deploy.support import REPO
 
 REQUIREMENTS = REPO / "requirements"
 VARIANTS = ("serve-cpu.txt", "serve-gpu.txt")

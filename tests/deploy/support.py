@@ -1,10 +1,10 @@
-"""Shared helpers for the deployment tests: render the Helm chart with Helm's own engine
-(helm-python-sdk binds Helm's Go SDK; no helm binary, no cluster) and parse what it renders."""
+"""Helpers shared by the deployment tests: render the Helm chart with Helm's own engine
+(helm-python-sdk binds Helm's Go SDK; no helm binary, no cluster), parse what it renders, and
+read the service contract the chart and the dashboard must agree with."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +64,3 @@ def contract_metric_names() -> set[str]:
     assert match, "docs/contracts.md lost its metrics paragraph"
     names = re.findall(r"`([a-z_]+)(?:\{[^}]*\})?`", match.group(1))
     return {f"mindmirror_{name}" for name in names}
-
-
-@pytest.fixture(scope="session")
-def render_chart() -> Callable[[dict[str, Any] | None], list[dict[str, Any]]]:
-    return lambda values=None: objects(render(values))
