@@ -357,11 +357,19 @@ def test_grace_period_outlasts_prestop_and_drain(lifecycle, expected_grace):
     assert pod["terminationGracePeriodSeconds"] > int(sleep[1]) + drain
 
 
+def test_fractional_settings_keep_their_fraction():
+    objs = objects(render({"config": {"requestTimeoutSeconds": 2.5, "maxBodyBytes": 10485760}}))
+    assert env(objs)["MINDMIRROR_REQUEST_TIMEOUT_S"] == "2.5"
+    assert env(objs)["MINDMIRROR_MAX_BODY_BYTES"] == "10485760"
+
+
 def test_explicit_grace_period_too_short_for_the_drain_fails():
     with pytest.raises(helm.HelmRenderError, match="must be larger than"):
         render({"lifecycle": {"terminationGracePeriodSeconds": 30}})
     objs = objects(render({"lifecycle": {"terminationGracePeriodSeconds": 90}}))
     assert deployment(objs)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 90
+    objs = objects(render({"lifecycle": {"terminationGracePeriodSeconds": 1200000}}))
+    assert deployment(objs)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 1200000
 
 
 # --- GPU scheduling, image, model -----------------------------------------------------------
@@ -459,6 +467,8 @@ def test_settings_env_matches_the_service_contract(rendered, variant):
 def test_config_values_reach_the_environment_and_nulls_stay_unset(rendered):
     everything = env(rendered["everything"])
     assert everything["MINDMIRROR_MAX_BATCH_SIZE"] == "32"
+    # Helm hands numbers to templates as float64; large ones must not print as 1.048576e+06.
+    assert everything["MINDMIRROR_MAX_BODY_BYTES"] == "1048576"
     assert everything["MINDMIRROR_TRUNCATE_INPUT"] == "false"
     assert everything["MINDMIRROR_REQUEST_TIMEOUT_S"] == "30"
     assert everything["OMP_NUM_THREADS"] == "4"

@@ -67,7 +67,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- else if le (int $lc.terminationGracePeriodSeconds) (int $needed) }}
 {{- fail (printf "lifecycle.terminationGracePeriodSeconds (%v) must be larger than preStopSleepSeconds + drainTimeoutSeconds (%v), or the drain is killed" $lc.terminationGracePeriodSeconds $needed) }}
 {{- else }}
-{{- $lc.terminationGracePeriodSeconds }}
+{{- int64 $lc.terminationGracePeriodSeconds }}
 {{- end }}
 {{- end }}
 
