@@ -86,6 +86,7 @@ class BatchRunner:
             # The Batch API honours n; another server's batch endpoint may not (learnt below).
             self.supports_n = True if known is None else known == "1"
         self.report = RunReport(run_id="")
+        self._budget_hit = False
 
     async def run(self) -> RunReport:
         started = time.monotonic()
@@ -100,17 +101,19 @@ class BatchRunner:
                 first = False
                 if not jobs:
                     break
-                if rounds >= self.batch_options.max_rounds:
+                if self._budget_hit or rounds >= self.batch_options.max_rounds:
                     self.report.slots_left = sum(len(job.slots) for job in jobs)
-                    self.report.stopped = (
-                        f"{self.batch_options.max_rounds} batch rounds made; "
-                        "requests that keep failing are left for the next invocation"
-                    )
+                    if not self._budget_hit:
+                        self.report.stopped = (
+                            f"{self.batch_options.max_rounds} batch rounds made; requests that "
+                            "keep failing are left for the next invocation"
+                        )
                     break
-                jobs = self._within_budget(jobs)
-                if not jobs:
+                chosen = self._within_budget(jobs)
+                if not chosen:
+                    self.report.slots_left = sum(len(job.slots) for job in jobs)
                     break
-                await self._submit(jobs)
+                await self._submit(chosen)
                 rounds += 1
         finally:
             self.report.elapsed = time.monotonic() - started
@@ -143,6 +146,8 @@ class BatchRunner:
         return self.prices.cost(prompt, len(job.slots) * job.params.max_tokens, batch=True)
 
     def _within_budget(self, jobs: list[Job]) -> list[Job]:
+        """The longest prefix of ``jobs`` whose worst case fits the budget. When that is not all
+        of them, this is the last round: the run stops after joining it."""
         if self.options.max_cost is None:
             return jobs
         remaining = self.options.max_cost - self.report.cost
@@ -154,11 +159,11 @@ class BatchRunner:
             chosen.append(job)
             total += worst
         if len(chosen) < len(jobs):
-            left = sum(len(job.slots) for job in jobs[len(chosen) :])
-            self.report.slots_left += left
+            self._budget_hit = True
             self.report.stopped = (
-                f"--max-cost ${self.options.max_cost:g}: submitting {len(chosen)} of "
-                f"{len(jobs)} requests (worst case ${total:.4f})"
+                f"--max-cost ${self.options.max_cost:g} reached: submitted {len(chosen)} of "
+                f"{len(jobs)} requests (worst case ${total:.4f}, ${self.report.cost:.4f} spent "
+                "before)"
             )
             log.warning(self.report.stopped)
         return chosen

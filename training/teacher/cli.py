@@ -54,6 +54,8 @@ def register(subparsers: Any) -> None:
 
     run = sub.add_parser(
         "run",
+        # No prefix matching: "--api-key X" must not quietly mean "--api-key-env X".
+        allow_abbrev=False,
         help="make the teacher calls the store does not hold yet",
         description=(
             "Make the teacher calls the store does not hold yet. The API key is read from "
@@ -86,6 +88,8 @@ def register(subparsers: Any) -> None:
         metavar="NAME",
         help="environment variable holding the API key (default OPENAI_API_KEY)",
     )
+    # Not an option: caught only to explain where the key goes instead.
+    teacher.add_argument("--api-key", dest="api_key_flag", help=argparse.SUPPRESS)
     teacher.add_argument(
         "--n-mode",
         choices=("auto", "on", "off"),
@@ -206,6 +210,12 @@ def _run(args: argparse.Namespace) -> int:
     from training.teacher.runner import RunOptions, estimate_plan
     from training.teacher.store import Store
 
+    if args.api_key_flag is not None:
+        raise MindmirrorError(
+            "the API key is never taken from the command line (it would stay in shell history "
+            "and process listings): export OPENAI_API_KEY, or name another variable with "
+            "--api-key-env"
+        )
     if not args.verbose:
         # One INFO line per HTTP request from the client's transport drowns the progress bar.
         for name in ("httpx", "httpx2", "openai"):

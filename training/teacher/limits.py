@@ -184,7 +184,12 @@ class TokenEstimator:
 class Budget:
     """Spending cap for one invocation. A call is made only if its worst case (prompt
     estimate + ``max_tokens`` for every sample) fits next to what is spent and what the calls
-    in flight could still cost, so the cap holds even when every in-flight call maxes out."""
+    in flight could still cost, so the cap holds even when every in-flight call maxes out.
+
+    A call that does not fit waits while others are in flight (they usually cost far less
+    than their worst case, freeing room); the run stops only when nothing is in flight and it
+    still does not fit.
+    """
 
     def __init__(self, max_cost: float | None) -> None:
         if max_cost is not None and max_cost <= 0:
@@ -192,13 +197,26 @@ class Budget:
         self.max_cost = max_cost
         self.spent = 0.0
         self.reserved = 0.0
+        self.in_flight = 0
+        self._changed = asyncio.Condition()
 
-    def try_reserve(self, worst_case: float) -> bool:
-        if self.max_cost is not None and self.spent + self.reserved + worst_case > self.max_cost:
-            return False
-        self.reserved += worst_case
-        return True
+    def _fits(self, worst_case: float) -> bool:
+        return self.max_cost is None or self.spent + self.reserved + worst_case <= self.max_cost
 
-    def settle(self, reserved: float, actual: float) -> None:
-        self.reserved = max(0.0, self.reserved - reserved)
-        self.spent += actual
+    async def reserve(self, worst_case: float) -> bool:
+        """Reserve ``worst_case``; False when it can never fit (nothing left in flight)."""
+        async with self._changed:
+            while not self._fits(worst_case):
+                if self.in_flight == 0:
+                    return False
+                await self._changed.wait()
+            self.reserved += worst_case
+            self.in_flight += 1
+            return True
+
+    async def settle(self, reserved: float, actual: float) -> None:
+        async with self._changed:
+            self.reserved = max(0.0, self.reserved - reserved)
+            self.in_flight -= 1
+            self.spent += actual
+            self._changed.notify_all()

@@ -318,7 +318,7 @@ class TeacherRunner:
         prompt_estimate = self.estimator.prompt_tokens(job.messages)
         worst_tokens = prompt_estimate + n * params.max_tokens
         worst_cost = self.options.prices.cost(prompt_estimate, n * params.max_tokens)
-        if not self.budget.try_reserve(worst_cost):
+        if not await self.budget.reserve(worst_cost):
             self._stop(
                 f"--max-cost ${self.budget.max_cost:g} reached (spent ${self.budget.spent:.4f}; "
                 f"the next call could cost up to ${worst_cost:.4f})"
@@ -333,7 +333,7 @@ class TeacherRunner:
                 return
             actual_cost = self._commit(job, *answer, prompt_estimate)
         finally:
-            self.budget.settle(worst_cost, actual_cost)
+            await self.budget.settle(worst_cost, actual_cost)
 
     async def _call_with_retries(
         self, job: Job, worst_tokens: int

@@ -80,14 +80,26 @@ def test_parse_retry_after_forms() -> None:
 
 
 def test_budget_counts_in_flight_worst_case() -> None:
-    budget = Budget(1.0)
-    assert budget.try_reserve(0.4)
-    assert budget.try_reserve(0.4)
-    assert not budget.try_reserve(0.4)  # 0.8 reserved: a third could exceed 1.0
-    budget.settle(0.4, 0.1)  # finished, cheaper than feared
-    assert budget.spent == pytest.approx(0.1)
-    assert budget.try_reserve(0.4)
-    assert Budget(None).try_reserve(1e9)
+    async def go() -> None:
+        budget = Budget(1.0)
+        assert await budget.reserve(0.4)
+        assert await budget.reserve(0.4)
+        # 0.8 reserved: a third could exceed 1.0, so it waits for an in-flight call to settle.
+        third = asyncio.create_task(budget.reserve(0.4))
+        await asyncio.sleep(0.01)
+        assert not third.done()
+        await budget.settle(0.4, 0.1)  # finished, cheaper than feared: room again
+        assert await third
+        assert budget.spent == pytest.approx(0.1)
+        await budget.settle(0.4, 0.3)
+        await budget.settle(0.4, 0.35)
+        # Nothing in flight and it still does not fit: refuse instead of waiting forever.
+        assert budget.spent == pytest.approx(0.75)
+        assert not await budget.reserve(0.3)
+        assert await budget.reserve(0.25)
+        assert await Budget(None).reserve(1e9)
+
+    asyncio.run(go())
     with pytest.raises(MindmirrorError):
         Budget(0)
 
