@@ -249,6 +249,7 @@ def _run(args: argparse.Namespace) -> int:
         max_tokens_param=args.max_tokens_param,
         device=args.device,
         threads=args.threads,
+        dry_run=args.dry_run,
         extra=dict(args.teacher_option),
     )
     backend = create_backend(teacher_name, options)
@@ -302,7 +303,9 @@ def _run(args: argparse.Namespace) -> int:
             asyncio.run(backend.aclose())
             return 0
         store.bind_task(task.name)
-        store.set_meta("task_source", str(args.task))
+        # A spec file is remembered by absolute path, so export works from any directory.
+        spec = Path(args.task)
+        store.set_meta("task_source", str(spec.resolve()) if spec.is_file() else args.task)
         store.add_examples(examples)
         print(f"teacher: {backend.describe()}", file=sys.stderr)
         report = asyncio.run(_drive(store, backend, planner, examples, run_options, args))
@@ -334,7 +337,12 @@ async def _drive(store, backend, planner, examples, run_options, args):  # type:
             )
         else:
             runner = TeacherRunner(store, backend, planner, examples, run_options)
-        return await runner.run()
+        try:
+            return await runner.run()
+        except MindmirrorError:
+            # What was done before the fatal error is stored; say how much.
+            print(runner.report.summary(), file=sys.stderr)
+            raise
     finally:
         await backend.aclose()
 

@@ -97,8 +97,8 @@ class RunReport:
             f"tokens: {self.prompt_tokens} prompt + {self.completion_tokens} completion"
             f"{' (estimated: the endpoint reported no usage)' if self.usage_estimated else ''}; "
             f"cost ${self.cost:.4f}",
-            f"unparseable: {self.cots_unparsed} chains of thought (kept, flagged, not "
-            f"self-evaluated), {self.evals_unparsed} self-evaluations (kept, flagged)",
+            f"unparseable (kept, flagged, never used as labels): {self.cots_unparsed} chains "
+            f"of thought, {self.evals_unparsed} self-evaluations",
         ]
         if self.stopped:
             lines.append(f"stopped early: {self.stopped}")
@@ -458,13 +458,13 @@ class TeacherRunner:
                 f"tokens_per_char:{self.backend.model_id}", repr(self.estimator.observed)
             )
         if self._progress is not None:
-            self._progress.update(len(results))
             self._progress.set_postfix_str(
                 f"calls={report.calls} "
                 f"tok={_human(report.prompt_tokens + report.completion_tokens)} "
                 f"${report.cost:.4f}",
                 refresh=False,
             )
+            self._progress.update(len(results))
         self._learn_n(n, len(texts))
         if len(texts) < n:
             # The endpoint returned fewer samples than asked (it ignores n): ask again for

@@ -91,6 +91,12 @@ def test_openai_without_a_key_is_a_clear_error(
     code = main([*args, "--store", str(tmp_path / "s"), "--teacher", "openai", "--model", "m"])
     assert code == 2
     assert "OPENAI_API_KEY" in capsys.readouterr().err
+    # A dry run sends nothing, so it needs no key yet.
+    code = main(
+        [*args, "--store", str(tmp_path / "s"), "--teacher", "openai", "--model", "m", "--dry-run"]
+    )
+    assert code == 0
+    assert "dry run over 4 examples" in capsys.readouterr().out
 
 
 def test_dry_run_counts_calls_and_cost_and_sends_nothing(
@@ -207,3 +213,43 @@ def test_local_dry_run_loads_no_model_and_the_cli_stays_light(tmp_path: Path) ->
     assert result.returncode == 0, result.stderr
     assert "local teacher local:SmolLM2-135M-Instruct" in result.stdout
     assert "rc 0 False" in result.stdout
+
+
+def test_task_spec_file_round_trip(
+    tmp_path: Path, fake_server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.fake_openai import Reply
+
+    spec = tmp_path / "sentiment.yaml"
+    spec.write_text(
+        "name: sentiment\n"
+        "labels: [positive, negative]\n"
+        "cot_exemplars:\n"
+        "  - question: 'Review: A joy.'\n"
+        "    answer: 'The review praises the film. So the answer is positive.'\n"
+    )
+    data = tmp_path / "reviews.jsonl"
+    data.write_text(
+        '{"id": "r1", "input": "Review: Loved it.", "label": "positive"}\n'
+        '{"id": "r2", "input": "Review: Dull.", "label": "negative"}\n'
+    )
+
+    def script(body: dict, attempt: int) -> Reply:
+        word = "positive" if "Loved" in body["messages"][-1]["content"] else "negative"
+        return Reply(texts=[f"It reads {word}. So the answer is {word}."] * body.get("n", 1))
+
+    _, url = fake_server(script=script)
+    monkeypatch.chdir(tmp_path)
+    store = tmp_path / "s.sqlite"
+    args = _run_args(url, Path("reviews.jsonl"), store, "--evals", "0")
+    args[args.index("svamp")] = "sentiment.yaml"
+    assert main(args) == 0
+    # Export from another directory finds the spec by the absolute path the store kept.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["teach", "export", "--store", str(store), "--out", "set.jsonl"]) == 0
+    from student.tasks import get_task
+
+    records = read_distillation_set(elsewhere / "set.jsonl", get_task(spec))
+    assert [c.answer for r in records for c in r.cots] == ["positive"] * 3 + ["negative"] * 3

@@ -81,6 +81,8 @@ class TeacherOptions:
     max_tokens_param: str | None = None  # max_tokens | max_completion_tokens
     device: str = "cpu"
     threads: int | None = None
+    #: --dry-run: nothing will be sent, so no key is needed yet
+    dry_run: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
 

@@ -61,11 +61,14 @@ def parse_retry_after(headers: Any) -> float | None:
     return None
 
 
-def resolve_api_key(env_name: str, base_url: str | None) -> str:
-    """The key from the environment; a placeholder for a custom endpoint that needs none."""
+def resolve_api_key(env_name: str, base_url: str | None, required: bool = True) -> str:
+    """The key from the environment; a placeholder for a custom endpoint that needs none, or
+    when nothing will be sent (``required=False``, a dry run)."""
     key = os.environ.get(env_name, "").strip()
     if key:
         return key
+    if not required:
+        return _PLACEHOLDER_KEY
     if base_url:
         log.info("%s is not set; calling %s without an API key", env_name, base_url)
         return _PLACEHOLDER_KEY
@@ -115,7 +118,9 @@ class OpenAITeacher(TeacherBackend):
             raise MindmirrorError("--model is required for the openai teacher")
         return cls(
             model=options.model,
-            api_key=resolve_api_key(options.api_key_env, options.base_url),
+            api_key=resolve_api_key(
+                options.api_key_env, options.base_url, required=not options.dry_run
+            ),
             base_url=options.base_url,
             timeout=options.timeout,
             n_mode=options.n_mode,
