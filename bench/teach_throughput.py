@@ -24,12 +24,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from student.tasks import Example, get_task  # noqa: E402
-from tests.fake_openai import FakeOpenAI, serve  # noqa: E402
-from training.teacher.backends.openai_backend import OpenAITeacher  # noqa: E402
-from training.teacher.prompts import Planner, SamplingParams, cot_messages  # noqa: E402
-from training.teacher.runner import RunOptions, TeacherRunner  # noqa: E402
-from training.teacher.store import Store  # noqa: E402
+from student.tasks import Example, get_task
+from tests.fake_openai import FakeOpenAI, serve
+from training.teacher.backends.openai_backend import OpenAITeacher
+from training.teacher.prompts import Planner, SamplingParams, cot_messages
+from training.teacher.runner import RunOptions, TeacherRunner
+from training.teacher.store import Store
 
 SVAMP = get_task("svamp")
 
