@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import openai
+
 from student.errors import MindmirrorError
 from student.tasks import Example
 from training.teacher.backends.base import GenerationRequest, TeacherFatalError
@@ -115,6 +117,11 @@ class BatchRunner:
                     break
                 await self._submit(chosen)
                 rounds += 1
+        except openai.APIError as error:
+            raise TeacherFatalError(
+                f"a Batch API request failed ({error}); what was submitted is recorded in the "
+                "store, rerun the command to resume"
+            ) from None
         finally:
             self.report.elapsed = time.monotonic() - started
         return self.report

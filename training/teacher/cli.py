@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -253,6 +254,10 @@ def _run(args: argparse.Namespace) -> int:
         extra=dict(args.teacher_option),
     )
     backend = create_backend(teacher_name, options)
+    if args.batch and not backend.supports_batch:
+        raise MindmirrorError(
+            f"--batch needs an OpenAI-compatible teacher (--teacher openai), not {teacher_name}"
+        )
     cot_params = SamplingParams(args.temperature, args.top_p, args.max_tokens, args.seed)
     eval_params = SamplingParams(
         args.temperature if args.eval_temperature is None else args.eval_temperature,
@@ -293,15 +298,18 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.no_progress and sys.stderr.isatty(),
     )
 
+    if args.dry_run:
+        # Reads the store if there is one, writes nothing, creates no file.
+        with tempfile.TemporaryDirectory() as scratch:
+            path = args.store if args.store.is_file() else Path(scratch) / "empty.sqlite"
+            with Store(path) as store:
+                estimate = estimate_plan(store, planner, examples, prices, batch=args.batch)
+        print(f"teacher: {backend.describe()}")
+        print(estimate.summary(prices, args.batch))
+        asyncio.run(backend.aclose())
+        return 0
     store = Store(args.store)
     try:
-        if args.dry_run:
-            # The dry run writes nothing to the store either (beyond creating an empty file).
-            estimate = estimate_plan(store, planner, examples, prices, batch=args.batch)
-            print(f"teacher: {backend.describe()}")
-            print(estimate.summary(prices, args.batch))
-            asyncio.run(backend.aclose())
-            return 0
         store.bind_task(task.name)
         # A spec file is remembered by absolute path, so export works from any directory.
         spec = Path(args.task)

@@ -16,16 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from student.distillation import (
-    DistillationRecord,
-    cot_from_text,
-    detect_layout,
-    load_distillation_data,
-    self_evaluation_from_text,
-)
+from student.distillation import DistillationRecord, cot_from_text, self_evaluation_from_text
 from student.errors import MindmirrorError
 from student.tasks import Example, Task, get_task
 from training.teacher.prompts import Planner, SamplingParams
@@ -195,11 +188,3 @@ def _import_results(planner: Planner, record: DistillationRecord, example: Examp
                 )
             )
     return results
-
-
-def load_for_import(
-    path: str | Path, split: str, task: Task | None
-) -> tuple[list[DistillationRecord], str]:
-    """Read a release folder or a distillation JSONL; returns (records, layout name)."""
-    layout = detect_layout(path)
-    return load_distillation_data(path, split, task), layout

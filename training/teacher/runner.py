@@ -296,7 +296,6 @@ class TeacherRunner:
                 if self._fatal is None:
                     self._fatal = error
                 self._stopping = True
-                self.report.slots_left += len(job.slots)
             finally:
                 self._queue.task_done()
 
@@ -327,6 +326,9 @@ class TeacherRunner:
             return
         actual_cost = 0.0
         try:
+            if self._stopping:  # stopped (fatal error) while this job waited for budget
+                self.report.slots_left += n
+                return
             answer = await self._call_with_retries(job, worst_tokens)
             if answer is None:
                 self.report.slots_left += n
@@ -365,6 +367,8 @@ class TeacherRunner:
                 attempt += 1
                 log.debug("retry %d in %.2fs after: %s", attempt, delay, error)
                 await asyncio.sleep(delay)
+                if self._stopping:  # a fatal error elsewhere: no point in trying again
+                    return None
                 continue
             except RequestRejected as error:
                 self._record_failure(job, "failed", error, time.monotonic() - started)

@@ -108,6 +108,7 @@ def test_dry_run_counts_calls_and_cost_and_sends_nothing(
     assert main([*_run_args(url, data_file, store), *prices, "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert fake.chats == []
+    assert not store.exists()
     assert "chain-of-thought samples: 12 (0 stored, 12 to make)" in out
     assert "self-evaluation samples:  at most 24 (0 stored" in out
     assert "requests: at most 36 with one sample each, or 16 if the endpoint honours n" in out
@@ -174,6 +175,7 @@ def test_run_with_out_then_status(
         (["--max-cost", "5"], "--max-cost needs prices"),
         (["--temperature", "3"], "temperature must be in [0, 2]"),
         (["--teacher", "nope"], "unknown teacher 'nope'"),
+        (["--teacher", "local", "--batch"], "--batch needs an OpenAI-compatible teacher"),
     ],
 )
 def test_bad_settings_are_clear_errors(
