@@ -29,7 +29,6 @@ from export.ct2 import CT2_VARIANTS
 from export.errors import ExportError, ParityError
 from student import __version__
 from student.bundle import (
-    MANIFEST_NAME,
     BundleError,
     Manifest,
     load_manifest,
@@ -91,7 +90,10 @@ class ExportResult:
 # ----- validate --------------------------------------------------------------------------------
 @contextlib.contextmanager
 def _export_lock(bundle: Path) -> Iterator[None]:
-    handle = (bundle / _LOCK_NAME).open("a")
+    try:
+        handle = (bundle / _LOCK_NAME).open("a")
+    except OSError as error:
+        raise ExportError(f"cannot write into {bundle}: {error.strerror}") from None
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -296,7 +298,7 @@ def _verify(
         reference, reference_logits = _reference_generate(
             model, input_ids, attention_mask, limit, special
         )
-        if len(headroom_samples) < 4:
+        if len(headroom_samples) < 8:  # one per batch: predict, explain and evaluate inputs
             row = 0
             decoder_ids = np.array([[special.decoder_start, *reference[row]]], dtype=np.int64)
             length = int(attention_mask[row].sum())
@@ -555,12 +557,9 @@ def _swap_into_place(bundle: Path, staging: Path, names: Sequence[str]) -> None:
 def run_export(options: ExportOptions) -> ExportResult:
     """Export ``options.bundle``; see the module docstring for the steps and guarantees."""
     bundle = options.bundle
-    if not (bundle / MANIFEST_NAME).is_file():
-        # load_manifest says the same; checked first so the lock file is never created in a
-        # directory that is not a bundle.
-        load_manifest(bundle, verify=False)
+    # Every check reads only: a refused export writes nothing, not even its lock file.
+    manifest, task, _config = _validate(options)
     with _export_lock(bundle):
-        manifest, task, _config = _validate(options)
         _remove_stale_staging(bundle)
         staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=bundle))
         try:

@@ -95,7 +95,8 @@ class OnnxSeq2Seq:
                 )
         self._past = [i for i in decoder.get_inputs() if i.name.startswith("past_key_values.")]
         self._outputs = [o.name for o in decoder.get_outputs()]
-        self.device = "cuda" if "CUDAExecutionProvider" in decoder.get_providers() else "cpu"
+        # Where IO binding keeps the tensors: the device the decoder actually runs on.
+        self.device = "cuda" if decoder.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
 
     # ----- loading ----------------------------------------------------------------------------
     @classmethod
@@ -103,12 +104,14 @@ class OnnxSeq2Seq:
         cls,
         directory: str | Path,
         special: SpecialTokens,
-        providers: Sequence[str] | None = None,
+        providers: Sequence[Any] | None = None,
         io_binding: bool = False,
         threads: int | None = None,
         expected_sha256: dict[str, str] | None = None,
     ) -> OnnxSeq2Seq:
         """Load ``encoder_model.onnx`` and ``decoder_model_merged.onnx`` from ``directory``.
+
+        ``providers`` as ONNX Runtime takes them (names, or ``(name, options)`` pairs).
 
         With ``expected_sha256`` (file name -> digest) each graph is read once, hashed and
         handed to ONNX Runtime as bytes, so the bytes that run are the bytes that were checked.
@@ -145,7 +148,7 @@ class OnnxSeq2Seq:
         cls,
         bundle: str | Path,
         variant: str = "fp32",
-        providers: Sequence[str] | None = None,
+        providers: Sequence[Any] | None = None,
         io_binding: bool = False,
         threads: int | None = None,
         manifest: Manifest | None = None,
