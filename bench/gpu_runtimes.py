@@ -325,7 +325,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundle", type=Path, help="an exported student bundle instead")
     parser.add_argument("--batches", default="1,8,32")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--budget-s", type=float, default=360.0, help="stop timing after this")
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=240.0,
+        help="stop timing new cells after this many seconds",
+    )
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)

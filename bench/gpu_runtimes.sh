@@ -17,7 +17,7 @@
 #   GPU_BENCH_SYSTEM_SITE=1 let the venv see the system's packages (a preinstalled CUDA torch)
 #   ONNXRUNTIME_GPU_VERSION onnxruntime-gpu to install (default 1.31.1, the newest GPU wheel
 #                           when this was written; the CPU side pins onnxruntime 1.32.0)
-#   GPU_BENCH_TIMEOUT_S     limit for the Python part (default 420 s)
+#   GPU_BENCH_TIMEOUT_S     limit for the Python part (default 360 s)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -25,7 +25,7 @@ REPO="$(dirname "$HERE")"
 VENV="${GPU_BENCH_VENV:-/tmp/mindmirror-gpu-venv}"
 PYTHON="${PYTHON:-python3}"
 ORT_GPU="${ONNXRUNTIME_GPU_VERSION:-1.31.1}"
-TIMEOUT_S="${GPU_BENCH_TIMEOUT_S:-420}"
+TIMEOUT_S="${GPU_BENCH_TIMEOUT_S:-360}"
 START=$SECONDS
 
 DRY_RUN=0
