@@ -183,7 +183,7 @@ def _reference_generate(
     import torch
     from transformers import GenerationConfig
 
-    from export.runtime import _finish
+    from export.runtime import cut_after_eos
 
     config = GenerationConfig(
         max_new_tokens=max_new_tokens,
@@ -202,7 +202,7 @@ def _reference_generate(
             return_dict_in_generate=True,
             output_logits=True,
         )
-    rows = [_finish(row.tolist(), special.eos) for row in out.sequences[:, 1:]]
+    rows = [cut_after_eos(row.tolist(), special.eos) for row in out.sequences[:, 1:]]
     logits = torch.stack(out.logits, dim=1).float().numpy()
     return rows, logits
 
@@ -226,6 +226,7 @@ def _verify(
     from export.runtime import Ct2Seq2Seq, OnnxSeq2Seq, read_special_tokens
 
     special = read_special_tokens(options.bundle)
+    vocabulary = tokenizer.get_vocab()
     inputs, description = parity.build_inputs(
         manifest,
         task,
@@ -234,9 +235,16 @@ def _verify(
         max_examples=options.max_examples,
         max_explain=options.max_explain,
         seed=options.seed,
-        vocabulary=list(tokenizer.get_vocab()),
+        # In id order: a fast tokenizer's vocabulary dict has no stable order across runs.
+        vocabulary=sorted(vocabulary, key=vocabulary.__getitem__),
     )
     logger.info("parity check on %d inputs (%s)", len(inputs), description["source"])
+    if manifest.generation.num_beams > 1:
+        logger.warning(
+            "the manifest asks for beam search (num_beams=%d); parity is checked for greedy "
+            "decoding, which every runtime here implements the same way",
+            manifest.generation.num_beams,
+        )
 
     cuda = "CUDAExecutionProvider" in ort.get_available_providers()
     runtimes: dict[str, Any] = {}
@@ -353,6 +361,11 @@ def _verify(
     bar.close()
 
     reference_accuracy = reference_correct / reference_labelled if reference_labelled else None
+    if reference_accuracy is None and len(runtimes) > 1:
+        logger.warning(
+            "no labelled data: the accuracy cost of the reduced variants is not measured and "
+            "--max-accuracy-drop is not applied; pass --data with labels to measure it"
+        )
     variants: dict[str, dict[str, Any]] = {}
     failures: list[str] = []
     for key, result in results.items():

@@ -39,6 +39,7 @@ __all__ = [
     "OnnxSeq2Seq",
     "SpecialTokens",
     "StepCallback",
+    "cut_after_eos",
     "read_special_tokens",
 ]
 
@@ -68,7 +69,7 @@ def read_special_tokens(bundle: str | Path) -> SpecialTokens:
     return SpecialTokens(decoder_start=pad if start is None else start, eos=eos, pad=pad)
 
 
-def _finish(tokens: list[int], eos: int) -> list[int]:
+def cut_after_eos(tokens: list[int], eos: int) -> list[int]:
     """Cut a generated row after its first end token (kept, as transformers does)."""
     return tokens[: tokens.index(eos) + 1] if eos in tokens else tokens
 
@@ -237,7 +238,7 @@ class OnnxSeq2Seq:
                     feeds[past_name] = value
             feeds["input_ids"] = chosen[:, None]
             feeds["use_cache_branch"] = np.array([True])
-        return [_finish(row.tolist(), self.special.eos) for row in tokens]
+        return [cut_after_eos(row.tolist(), self.special.eos) for row in tokens]
 
     def _choose(
         self, logits: np.ndarray, step: int, min_new_tokens: int, done: np.ndarray
@@ -317,7 +318,7 @@ class OnnxSeq2Seq:
                 if name.startswith("present.") and (step == 0 or ".decoder." in name):
                     past["past_key_values." + name[len("present.") :]] = value
             next_ids = chosen[:, None]
-        return [_finish(row.tolist(), self.special.eos) for row in tokens]
+        return [cut_after_eos(row.tolist(), self.special.eos) for row in tokens]
 
 
 class Ct2Seq2Seq:
@@ -395,7 +396,7 @@ class Ct2Seq2Seq:
         rows = []
         for index, result in enumerate(results):
             ids = self.tokenizer.convert_tokens_to_ids(result.hypotheses[0])
-            rows.append(_finish([int(i) for i in ids], self.special.eos))
+            rows.append(cut_after_eos([int(i) for i in ids], self.special.eos))
             if on_row_logits is not None:
                 steps = np.stack([np.asarray(s, dtype=np.float32) for s in result.logits[0]])
                 width = vocab_size or int(self._to_model.max()) + 1
