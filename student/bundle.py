@@ -130,10 +130,15 @@ def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
 
 
 def _bundle_files(root: Path) -> list[Path]:
+    # Hidden files *and everything under hidden directories* are not part of the bundle: that
+    # is where writers stage their work (``atomic_directory``'s temporaries, an interrupted
+    # export's ``.export-*``), which must never end up in the checksums.
     return sorted(
         path
         for path in root.rglob("*")
-        if path.is_file() and path.name not in _IGNORED_NAMES and not path.name.startswith(".")
+        if path.is_file()
+        and path.name not in _IGNORED_NAMES
+        and not any(part.startswith(".") for part in path.relative_to(root).parts)
     )
 
 

@@ -27,6 +27,17 @@ def test_manifest_records_every_file(tmp_path: Path) -> None:
     assert load_manifest(tmp_path / "b").files == manifest.files
 
 
+def test_files_under_hidden_directories_are_not_part_of_the_bundle(tmp_path: Path) -> None:
+    """Staging directories (an interrupted export's ``.export-*``) never enter the checksums."""
+    root = tmp_path / "b"
+    _make_bundle(root)
+    (root / ".export-abc" / "onnx").mkdir(parents=True)
+    (root / ".export-abc" / "onnx" / "encoder_model.onnx").write_bytes(b"half written")
+    (root / ".export.lock").write_bytes(b"")
+    manifest = write_manifest(root, load_manifest(root))
+    assert set(manifest.files) == {"model.safetensors", "onnx/encoder_model.onnx"}
+
+
 def test_tampered_file_is_refused(tmp_path: Path) -> None:
     _make_bundle(tmp_path / "b")
     (tmp_path / "b" / "onnx" / "encoder_model.onnx").write_bytes(b"evil")
