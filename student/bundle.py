@@ -31,6 +31,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from student.errors import MindmirrorError
+from student.files import readable_by_all
 from student.formats import DEFAULT_PREFIXES, Prefixes
 
 __all__ = [
@@ -159,6 +160,7 @@ def write_manifest(root: str | Path, manifest: Manifest) -> Manifest:
             handle.write(manifest.model_dump_json(indent=2) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
+        readable_by_all(Path(tmp_name))
         os.replace(tmp_name, target)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
@@ -232,6 +234,7 @@ def atomic_directory(target: str | Path, force: bool = False) -> Iterator[Path]:
         raise FileExistsError(f"{target} already exists; pass --force to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    readable_by_all(tmp)
     try:
         yield tmp
         if target.exists():

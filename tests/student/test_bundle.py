@@ -93,3 +93,13 @@ def test_atomic_directory_keeps_target_on_failure(tmp_path: Path) -> None:
         (tmp / "a").write_text("3")
     assert (target / "a").read_text() == "3"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_written_bundle_is_readable_by_other_users(tmp_path: Path) -> None:
+    # The serving container runs as a different uid than the user who trained the bundle.
+    target = tmp_path / "out"
+    with atomic_directory(target) as tmp:
+        (tmp / "model.safetensors").write_bytes(b"w")
+        write_manifest(tmp, Manifest(task="svamp"))
+    assert target.stat().st_mode & 0o005 == 0o005
+    assert (target / MANIFEST_NAME).stat().st_mode & 0o004
