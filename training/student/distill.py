@@ -343,6 +343,7 @@ def _train_stage(
     callbacks: Sequence[TrainerCallback],
 ) -> tuple[StageResult, T5ForConditionalGeneration | None]:
     """Train one stage (or find it finished) and leave its selected weights in ``final/``."""
+    import torch
     from accelerate import PartialState
     from transformers import Seq2SeqTrainingArguments
 
@@ -417,6 +418,7 @@ def _train_stage(
         report_to="none",
         remove_unused_columns=False,
         dataloader_num_workers=0,
+        dataloader_pin_memory=not config.cpu and torch.cuda.is_available(),
         disable_tqdm=not config.progress,
         ddp_find_unused_parameters=False,
         save_only_model=False,

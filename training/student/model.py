@@ -89,7 +89,8 @@ def resolve_student(spec: str) -> StudentSource:
     path = Path(spec).expanduser()
     if path.is_dir():
         return StudentSource(spec=spec, local_dir=path)
-    looks_like_path = spec.startswith((".", "/", "~")) or spec.count("/") > 1 or os.sep in spec
+    # Hub names are "name" or "owner/name"; anything else that does not exist is a bad path.
+    looks_like_path = spec.startswith((".", "/", "~")) or spec.count("/") > 1 or "\\" in spec
     if looks_like_path and not path.exists():
         raise StudentModelError(f"student checkpoint directory not found: {spec}")
     if path.is_file():
