@@ -8,51 +8,10 @@ import torch
 from transformers import TrainerCallback
 
 from student.bundle import BundleError, load_manifest
-from student.distillation import write_distillation_set
 from student.formats import DEFAULT_PREFIXES
+from tests.training.helpers import STEPS, small_config
 from training.student.bundle_io import load_student
-from training.student.distill import DistillConfig, RunMismatchError, distill
-from training.student.synthetic import synthetic_distillation_set
-
-STEPS = 16
-
-
-def small_config(tmp: Path, data: Path, **overrides) -> DistillConfig:
-    settings = {
-        "data": data,
-        "task": "svamp",
-        "output": tmp / "bundle",
-        "student": "scratch:micro",
-        "vocab_size": 400,
-        "dropout": 0.0,
-        "max_steps": STEPS,
-        "batch_size": 8,
-        "eval_batch_size": 64,
-        "max_input_length": 160,
-        "max_label_length": 10,
-        "max_rationale_length": 40,
-        "val_fraction": 0.15,
-        "evaluations_per_stage": 2,
-        "learning_rate": 3e-3,
-        "progress": False,
-        **overrides,
-    }
-    return DistillConfig(**settings)
-
-
-@pytest.fixture(scope="module")
-def train_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "train.jsonl"
-    write_distillation_set(
-        path, synthetic_distillation_set(60, num_cots=2, num_self_evaluations=2, seed=0)
-    )
-    return path
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, train_data: Path):
-    tmp = tmp_path_factory.mktemp("run")
-    return distill(small_config(tmp, train_data))
+from training.student.distill import RunMismatchError, distill
 
 
 def test_both_stages_drive_the_loss_down(trained) -> None:
@@ -68,16 +27,17 @@ def test_both_stages_drive_the_loss_down(trained) -> None:
 def test_bundle_verifies_reloads_and_generates(trained) -> None:
     manifest = load_manifest(trained.bundle)  # verifies every checksum
     assert {"model.safetensors", "config.json", "tokenizer.json"} <= set(manifest.files)
-    assert not list(Path(trained.bundle).rglob("*.bin")) and not list(
-        Path(trained.bundle).rglob("*.pt*")
-    )
+    assert not list(Path(trained.bundle).rglob("*.bin"))
+    assert not list(Path(trained.bundle).rglob("*.pt*"))
     assert manifest.self_evaluation is True
     provenance = manifest.provenance
     assert provenance.training_steps == {"self_evaluation": STEPS, "cot": STEPS}
     assert (provenance.num_cots, provenance.num_self_evaluations) == (2, 2)
     assert (provenance.rationale_weight, provenance.loss_form) == (0.5, "lambda")
-    assert provenance.label_source == "teacher" and provenance.seed == 0
-    assert provenance.data_fingerprint and provenance.mindmirror_version
+    assert provenance.label_source == "teacher"
+    assert provenance.seed == 0
+    assert provenance.data_fingerprint
+    assert provenance.mindmirror_version
     validation = provenance.self_evaluation_validation
     assert set(validation) == {"after_stage1", "final", "pairs"}
     assert not Path(str(trained.bundle) + ".work").exists()  # checkpoints cleaned up
@@ -123,7 +83,8 @@ def test_interrupted_run_resumes_where_it_stopped(trained, train_data: Path, tmp
     resumed = distill(config)
     stage1, stage2 = resumed.stages
     assert stage1.skipped  # the finished stage is not retrained
-    assert stage2.resumed_from == 8 and stage2.steps == STEPS
+    assert stage2.resumed_from == 8
+    assert stage2.steps == STEPS
     # Optimizer, schedule, RNG and data order were restored: the result is the uninterrupted
     # run's.
     ours, _, _ = load_student(resumed.bundle)

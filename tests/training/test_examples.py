@@ -177,7 +177,8 @@ def test_split_is_by_example_and_deterministic() -> None:
         DistillationRecord(id=str(i), task="svamp", question=f"q{i}", cots=[]) for i in range(20)
     ]
     train, val = split_records(records, 0.2, seed=3)
-    assert len(val) == 4 and len(train) == 16
+    assert len(val) == 4
+    assert len(train) == 16
     assert not {r.id for r in train} & {r.id for r in val}
     assert split_records(records, 0.2, seed=3) == (train, val)
     assert split_records(records, 0.0, seed=3) == (records, [])

@@ -105,7 +105,8 @@ def test_loss_is_label_ce_plus_weighted_rationale_ce(model, tokenizer, tmp_path,
     else:
         expected = weight * label_ce + (1 - weight) * rationale_ce
     assert float(loss) == pytest.approx(float(expected), rel=1e-5)
-    assert label_ce > 0 and rationale_ce > 0
+    assert label_ce > 0
+    assert rationale_ce > 0
 
 
 def test_labels_only_skips_the_explain_forward(model, tokenizer, tmp_path) -> None:
@@ -121,7 +122,8 @@ def test_labels_only_skips_the_explain_forward(model, tokenizer, tmp_path) -> No
     assert len(calls) == 1
     with torch.no_grad():
         assert float(loss) == pytest.approx(float(_hand_ce(model, batch["pred"])), rel=1e-5)
-    assert not uses_rationale(0.0, "lambda") and not uses_rationale(1.0, "alpha")
+    assert not uses_rationale(0.0, "lambda")
+    assert not uses_rationale(1.0, "alpha")
     assert combine_losses(torch.tensor(2.0), None, 1.0, "alpha") == 2.0
 
 

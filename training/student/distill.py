@@ -56,7 +56,7 @@ from training.student.examples import (
     split_records,
     verdict_judge,
 )
-from training.student.model import StudentSource, resolve_student
+from training.student.model import StudentSource, check_student, resolve_student
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase, T5ForConditionalGeneration, TrainerCallback
@@ -534,6 +534,8 @@ def distill(config: DistillConfig, callbacks: Sequence[TrainerCallback] = ()) ->
     output = config.output
     if output.exists() and not config.force:
         raise MindmirrorError(f"{output} already exists; pass --force to replace it")
+    if not source.scratch:
+        check_student(source, config.student_revision)
 
     records = load_distillation_data(config.data, config.split, task)
     data_fingerprint = fingerprint(records)

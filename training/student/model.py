@@ -31,6 +31,7 @@ __all__ = [
     "SCRATCH_CONFIGS",
     "StudentModelError",
     "StudentSource",
+    "check_student",
     "load_pretrained_tokenizer",
     "load_student_model",
     "resolve_student",
@@ -145,17 +146,13 @@ def _from_pretrained(loader: Any, spec: str, **kwargs: Any) -> Any:
     return loader.from_pretrained(spec, **kwargs)
 
 
-def load_student_model(
-    source: StudentSource,
-    *,
-    revision: str | None = None,
-    dropout: float | None = None,
-) -> T5ForConditionalGeneration:
-    """Load a pretrained T5 (hub name, HF cache entry or local directory), checking it is T5."""
-    from transformers import AutoConfig, T5ForConditionalGeneration
+def check_student(source: StudentSource, revision: str | None = None) -> Any:
+    """Read a pretrained student's config and check that it is a T5 (cheap: no weights), so
+    a wrong ``--student`` fails before any data is read. Returns the config."""
+    from transformers import AutoConfig
 
     if source.scratch:
-        raise ValueError("scratch students are built with scratch_config, not loaded")
+        raise ValueError("scratch students have no checkpoint to check")
     spec = str(source.local_dir) if source.local_dir else source.spec
     if source.local_dir is not None and not (source.local_dir / "config.json").is_file():
         raise StudentModelError(
@@ -171,6 +168,20 @@ def load_student_model(
             f"and not downloadable here ({str(error).splitlines()[0]})"
         ) from None
     _check_t5(config, spec)
+    return config
+
+
+def load_student_model(
+    source: StudentSource,
+    *,
+    revision: str | None = None,
+    dropout: float | None = None,
+) -> T5ForConditionalGeneration:
+    """Load a pretrained T5 (hub name, HF cache entry or local directory), checking it is T5."""
+    from transformers import T5ForConditionalGeneration
+
+    config = check_student(source, revision)
+    spec = str(source.local_dir) if source.local_dir else source.spec
     if dropout is not None:
         config.dropout_rate = dropout
     try:
@@ -198,7 +209,7 @@ def load_pretrained_tokenizer(
     spec = str(source.local_dir) if source.local_dir else source.spec
     try:
         return _from_pretrained(AutoTokenizer, spec, revision=revision)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, TypeError) as error:
         raise StudentModelError(
             f"cannot load the tokenizer of {spec!r} ({str(error).splitlines()[0]})"
         ) from None
