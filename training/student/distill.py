@@ -348,6 +348,7 @@ def _train_stage(
     from transformers import Seq2SeqTrainingArguments
 
     from training.student.trainer import (
+        EvaluateAtEnd,
         MultiTaskTrainer,
         PairCollator,
         PairDataset,
@@ -432,7 +433,7 @@ def _train_stage(
         data_collator=PairCollator(pad_token_id=tokenizer.pad_token_id),
         processing_class=tokenizer,
         compute_metrics=make_compute_metrics(tokenizer, val_pairs, judge) if select else None,
-        callbacks=list(callbacks),
+        callbacks=[EvaluateAtEnd(), *callbacks],
         rationale_weight=weight,
         loss_form=form,
         label_max_new_tokens=config.max_label_length,

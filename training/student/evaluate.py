@@ -28,7 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from student.bundle import EvaluationResult, load_manifest, write_manifest
+from student.bundle import (
+    BundleError,
+    EvaluationResult,
+    compute_checksums,
+    load_manifest,
+    write_manifest,
+)
 from student.distillation import (
     DistillationRecord,
     detect_layout,
@@ -36,7 +42,6 @@ from student.distillation import (
     load_distillation_data,
     load_task_examples,
 )
-from student.errors import MindmirrorError
 from student.jsonl import DataFileError, read_json_records
 from student.tasks import Example, Task, get_task
 from student.tasks.cqa import LETTERS, choices_of, normalize_text
@@ -96,7 +101,10 @@ def load_evaluation_data(
     if path.is_dir() or detect_layout(path) != "jsonl":
         records = load_distillation_data(path, split, task)
         return [r.example() for r in records], records
-    first = read_json_records(path)[0][1] if path.stat().st_size else {}
+    rows = read_json_records(path)
+    if not rows:
+        raise DataFileError(f"{path}: no records")
+    first = rows[0][1]
     if "cots" in first and "question" in first:
         records = load_distillation_data(path, split, task)
         return [r.example() for r in records], records
@@ -142,8 +150,9 @@ def evaluate_bundle(
     from training.student.generation import default_device, generate_texts
 
     bundle = Path(bundle)
-    manifest = load_manifest(bundle)  # verifies every checksum before anything is read
-    task = get_task(manifest.task)
+    # The task first, to read (and reject bad) data before a large model is loaded;
+    # load_student below verifies every checksum before the weights are read.
+    task = get_task(load_manifest(bundle, verify=False).task)
     examples, records = load_evaluation_data(task, data, split)
     if limit is not None:
         examples = examples[:limit]
@@ -224,6 +233,12 @@ def evaluate_bundle(
         results.append(report.task_result)
         if report.verdict_result is not None:
             results.append(report.verdict_result)
+        # Rewriting the manifest re-hashes every file: make sure that does not bless a file
+        # that changed since it was verified at load.
+        if compute_checksums(bundle) != manifest.files:
+            raise BundleError(
+                f"{bundle} changed while it was being evaluated; the result was not recorded"
+            )
         write_manifest(bundle, manifest.model_copy(update={"evaluations": results}))
     return report
 
@@ -304,13 +319,3 @@ def render_report(report: EvaluationReport) -> Any:
         table.add_row("valid answers", "", "", f"{result.valid_rate:.4f}", "")
         tables.append(table)
     return Group(*tables)
-
-
-def check_bundle_task(bundle: str | Path) -> str:
-    """The bundle's task name, failing early with a clear error if it is not a bundle."""
-    manifest = load_manifest(bundle, verify=False)
-    try:
-        get_task(manifest.task)
-    except MindmirrorError as error:
-        raise MindmirrorError(f"{bundle}: {error}") from None
-    return manifest.task

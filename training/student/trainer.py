@@ -24,13 +24,14 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from transformers import PreTrainedTokenizerBase, Seq2SeqTrainer
+from transformers import PreTrainedTokenizerBase, Seq2SeqTrainer, TrainerCallback
 
 from student.errors import MindmirrorError
 from training.student.examples import TrainingPair
 from training.student.state_io import load_state, save_state, state_exists
 
 __all__ = [
+    "EvaluateAtEnd",
     "LossForm",
     "MultiTaskTrainer",
     "PairCollator",
@@ -175,6 +176,18 @@ def make_compute_metrics(
     return compute
 
 
+class EvaluateAtEnd(TrainerCallback):
+    """Validate and checkpoint at the last step too, so that the steps after the last regular
+    validation can still be selected (``max_steps`` is rarely a multiple of the interval)."""
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if state.global_step >= state.max_steps:
+            if args.eval_strategy != "no":
+                control.should_evaluate = True
+            control.should_save = True
+        return control
+
+
 class MultiTaskTrainer(Seq2SeqTrainer):
     """Seq2SeqTrainer whose loss is the predict/explain combination over paired batches."""
 
@@ -276,6 +289,15 @@ class MultiTaskTrainer(Seq2SeqTrainer):
                 do_sample=False,
             )
         return loss, generated, index
+
+    def _issue_warnings_after_load(self, load_result: Any) -> None:
+        # safetensors stores T5's shared embedding once, so the encoder/decoder copies are
+        # "missing" from every checkpoint; they are tied to it, not lost. Warn about the rest.
+        tied = set(getattr(self.model, "_tied_weights_keys", None) or [])
+        missing = [key for key in load_result.missing_keys if key not in tied]
+        if len(missing) != len(load_result.missing_keys):
+            self.model.tie_weights()
+        super()._issue_warnings_after_load(load_result._replace(missing_keys=missing))
 
     # ----- pickle-free checkpoints --------------------------------------------------------
     def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
