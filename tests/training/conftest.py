@@ -1,4 +1,5 @@
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -7,16 +8,25 @@ from student.distillation import write_distillation_set
 from training.student.synthetic import synthetic_distillation_set
 
 
-@pytest.fixture(autouse=True, scope="package")
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny models on a shared 2-core machine run several times faster on one thread (two
-    threads per process oversubscribe the cores); restored after this package's tests."""
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    """Micro models on a shared 2-core machine run several times faster on one thread (two
+    threads per process oversubscribe the cores). Module-scoped, so a session fixture such as
+    ``tiny_bundle`` is built before it takes effect."""
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="package")
@@ -46,4 +56,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory, train_data: Path):
     from tests.training.helpers import small_config
     from training.student.distill import distill
 
-    return distill(small_config(tmp_path_factory.mktemp("run"), train_data))
+    # Package-scoped fixtures are set up before the module-scoped thread setting.
+    with torch_threads(1):
+        return distill(small_config(tmp_path_factory.mktemp("run"), train_data))
