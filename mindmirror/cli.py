@@ -20,6 +20,7 @@ from student.errors import MindmirrorError
 # Order is the order of the help text: the pipeline's order.
 COMMAND_MODULES: tuple[str, ...] = (
     "training.teacher.cli",
+    "training.student.cli",
     "export.cli",
 )
 

@@ -97,6 +97,10 @@ class EvaluationResult(BaseModel):
     accuracy: float
     per_class: dict[str, dict[str, float]] | None = None
     runtime: str = "pytorch"
+    #: what was scored: the task answers, or the self-evaluation verdicts against the teacher's
+    target: Literal["task", "self_evaluation"] = "task"
+    #: share of outputs that parse as a label (or verdict) at all
+    valid_rate: float | None = None
     evaluated_at: str = Field(
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds")
     )
