@@ -311,7 +311,7 @@ def _slip_candidates(gold: Node, rng: random.Random) -> list[tuple[int, Fraction
         digits = str(result.numerator)
         deltas = [1, -1, 2, -2, 10, -10]
         values = [result + d for d in deltas]
-        if result.denominator == 1 and len(digits) == 2 and digits[0] != digits[1]:
+        if result.denominator == 1 and len(digits) == 2 and "0" != digits[1] != digits[0]:
             values.append(Fraction(int(digits[::-1])))  # transposed digits: 42 -> 24
         values = [v for v in values if v > 0 and v != result]
         out.append((index, rng.choice(values)))
