@@ -81,7 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--d-ff", type=int, default=256)
     parser.add_argument("--dropout", type=float, default=0.0)
-    parser.add_argument("--steps", type=int, default=1200, help="stage-2 steps")
+    parser.add_argument("--steps", type=int, default=800, help="stage-2 steps")
     parser.add_argument("--stage1-steps", type=int, default=0, help="self-evaluation steps first")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
