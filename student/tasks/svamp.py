@@ -142,14 +142,17 @@ class SvampTask(Task):
 
     def parse_label(self, answer_text: str, example: Example | None = None) -> str | None:
         text = answer_text.strip()
-        match = _PARENTHESIZED.match(text)
         candidates = []
-        if match:
-            candidates.append(_balanced_prefix(match.group(1)))
         bare = _BARE.match(text)
         if bare:
-            # "84 / 2 = 42." keeps only the part before "=" (the regex stops at "=").
+            # The whole run of equation characters first: "( 10 + 9 ) - 17" (a canonical label,
+            # as a student emits it) must not be cut to its first group. "84 / 2 = 42." keeps
+            # only the part before "=" (the regex stops at "=").
             candidates.append(bare.group(1).strip().rstrip("."))
+        match = _PARENTHESIZED.match(text)
+        if match:
+            # "(21 - 15). 6 stamps": the bare run does not parse, its first group does.
+            candidates.append(_balanced_prefix(match.group(1)))
         for candidate in candidates:
             if candidate and try_evaluate(candidate) is not None:
                 return canonical_equation(candidate)

@@ -97,12 +97,14 @@ def test_task_examples_bad_label_names_line(tmp_path: Path) -> None:
 # Reference pseudo-label accuracies recomputed from these files with distilling-step-by-step's
 # own strict parser: SVAMP 73.5% train, CQA 74.3% train, ANLI 65.6% test. Our parser
 # normalizes case and spacing and maps answer letters to choices, so CQA and ANLI come out
-# slightly higher; the bounds below pin our figures.
+# slightly higher; it also reads an SVAMP answer such as "(12 - 2) - 7" whole where the strict
+# parser keeps only its first group, so SVAMP comes out higher (74.5% train, 78% test). The
+# bounds below pin our figures.
 @pytest.mark.parametrize(
     ("folder", "task", "split", "count", "min_parse", "accuracy"),
     [
-        ("svamp", "svamp", "train", 800, 0.96, (0.735, 0.736)),
-        ("svamp", "svamp", "test", 200, 0.96, (0.74, 0.75)),
+        ("svamp", "svamp", "train", 800, 0.96, (0.744, 0.746)),
+        ("svamp", "svamp", "test", 200, 0.96, (0.775, 0.785)),
         ("cqa", "cqa", "train", 9741, 0.999, (0.74, 0.78)),
         ("anli1", "anli", "test", 1000, 0.999, (0.656, 0.67)),
     ],

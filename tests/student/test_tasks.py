@@ -48,6 +48,14 @@ class TestSvamp:
         assert self.task.parse_label(" 84 / 2 = 42.") == "84 / 2"
         assert self.task.parse_label(" (x + 2).") is None
 
+    def test_labels_starting_with_a_group_are_read_whole(self) -> None:
+        # A student emits the canonical label, which drops only the outer parentheses.
+        assert self.task.parse_label("( 10 + 9 ) - 17") == "( 10 + 9 ) - 17"
+        assert self.task.parse_label(" (8 * 5) + 6.") == "( 8 * 5 ) + 6"
+        assert self.task.parse_label(" (21 - 15). 6 stamps are left.") == "21 - 15"
+        for label in ("( 10 + 9 ) - 17", "23 - ( 5 * 3 )", "( 1 + 2 ) * ( 3 + 4 )"):
+            assert self.task.parse_label(label) == label
+
     def test_correctness_is_by_value(self) -> None:
         assert self.task.is_correct("42 / 1", "( 84.0 / 2.0 )")
         assert self.task.is_correct("2 * 21", "84 / 2")
