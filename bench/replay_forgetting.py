@@ -29,9 +29,10 @@ from pathlib import Path
 import torch
 
 from student.distillation import write_distillation_set
+from student.tasks.arith import generate_splits
 from training.student.distill import DistillConfig, distill
 from training.student.evaluate import evaluate_bundle
-from training.student.synthetic import synthetic_distillation_set
+from training.teacher.simulated import SimulatedTeacherConfig, simulated_distillation_set
 
 
 def main() -> None:
@@ -56,10 +57,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         train, test = tmp / "train.jsonl", tmp / "test.jsonl"
-        write_distillation_set(train, synthetic_distillation_set(240, num_cots=3, seed=0))
-        write_distillation_set(
-            test, synthetic_distillation_set(80, num_cots=3, seed=1000, id_prefix="test")
-        )
+        # One-step arith problems: a micro student learns them within the bench's steps.
+        splits = generate_splits(0, train=240, validation=0, test=80, two_step_fraction=0.0)
+        teacher = SimulatedTeacherConfig(unparseable_rate=0.05)
+        for path, split in ((train, "train"), (test, "test")):
+            examples = [problem.example() for problem in splits[split]]
+            write_distillation_set(path, simulated_distillation_set(examples, 3, 2, teacher))
         for seed in seeds:
             first_work: Path | None = None
             for fraction in fractions:
@@ -75,7 +78,7 @@ def main() -> None:
                     )
                 config = DistillConfig(
                     data=train,
-                    task="svamp",
+                    task="arith",
                     output=out,
                     student=args.student,
                     vocab_size=600,

@@ -33,10 +33,11 @@ from transformers import (
 )
 
 from student.tasks import get_task
+from student.tasks.arith import generate_problems
 from training.student.examples import build_cot_pairs, build_self_evaluation_pairs
-from training.student.synthetic import synthetic_distillation_set
 from training.student.tokenizer import train_tokenizer
 from training.student.trainer import MultiTaskTrainer, PairCollator, PairDataset
+from training.teacher.simulated import simulated_distillation_set
 
 SHAPES = {
     "t5-small": {"d_model": 512, "d_kv": 64, "d_ff": 2048, "num_layers": 6, "num_heads": 8},
@@ -105,8 +106,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    task = get_task("svamp")
-    records = synthetic_distillation_set(200, num_cots=3, num_self_evaluations=2, seed=0)
+    task = get_task("arith")
+    examples = [problem.example() for problem in generate_problems(200, seed=0)]
+    records = simulated_distillation_set(examples, 3, 2)
     pairs = build_cot_pairs(records, task).pairs + build_self_evaluation_pairs(records, task).pairs
     random.Random(0).shuffle(pairs)
     texts = [t for p in pairs for t in (p.predict_input, p.label, p.explain_input, p.rationale)]

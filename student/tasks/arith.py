@@ -24,7 +24,7 @@ from typing import ClassVar
 
 from student.arithmetic import evaluate
 from student.jsonl import write_jsonl_atomic
-from student.tasks.base import CoTExemplar, SelfEvalExemplar, TaskDataError
+from student.tasks.base import CoTExemplar, Example, SelfEvalExemplar, TaskDataError
 from student.tasks.svamp import SvampTask, canonical_equation
 
 __all__ = [
@@ -516,6 +516,10 @@ class ArithProblem:
     def record(self) -> dict[str, str]:
         """The task JSONL record (``{"id", "input", "label"}``)."""
         return {"id": self.id, "input": self.question, "label": self.label}
+
+    def example(self) -> Example:
+        """The problem as every stage sees it (what loading :meth:`record` gives)."""
+        return Example(id=self.id, question=self.question, label=self.label)
 
 
 def _distinct_numbers(template: _Template, rng: random.Random, needs_d: bool) -> dict[str, int]:

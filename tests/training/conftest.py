@@ -4,8 +4,20 @@ from pathlib import Path
 
 import pytest
 
-from student.distillation import write_distillation_set
-from training.student.synthetic import synthetic_distillation_set
+from student.distillation import DistillationRecord, write_distillation_set
+from student.tasks.arith import generate_splits
+from training.teacher.simulated import SimulatedTeacherConfig, simulated_distillation_set
+
+
+def arith_distillation_set(
+    split: str, *, train: int = 60, test: int = 20, n_cots: int = 2, n_evals: int = 2
+) -> list[DistillationRecord]:
+    """The simulated teacher's distillation set for one split of one-step ``arith`` problems
+    (a task a micro T5 picks up in a few steps), with a few unparseable chains of thought and
+    verdicts, as a real teacher gives."""
+    problems = generate_splits(0, train, 0, test, two_step_fraction=0.0)[split]
+    config = SimulatedTeacherConfig(unparseable_rate=0.05)
+    return simulated_distillation_set([p.example() for p in problems], n_cots, n_evals, config)
 
 
 @contextmanager
@@ -33,9 +45,7 @@ def _one_torch_thread() -> Iterator[None]:
 def train_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A simulated teacher's distillation set: 60 questions, N = 2 CoTs, M = 2 evaluations."""
     path = tmp_path_factory.mktemp("data") / "train.jsonl"
-    write_distillation_set(
-        path, synthetic_distillation_set(60, num_cots=2, num_self_evaluations=2, seed=0)
-    )
+    write_distillation_set(path, arith_distillation_set("train"))
     return path
 
 
@@ -43,10 +53,7 @@ def train_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Held-out questions of the same kind, with human labels and teacher self-evaluations."""
     path = tmp_path_factory.mktemp("data") / "test.jsonl"
-    records = synthetic_distillation_set(
-        20, num_cots=2, num_self_evaluations=2, seed=99, id_prefix="test"
-    )
-    write_distillation_set(path, records)
+    write_distillation_set(path, arith_distillation_set("test"))
     return path
 
 

@@ -11,7 +11,7 @@ def small_config(tmp: Path, data: Path, **overrides) -> DistillConfig:
     """A micro T5 from scratch, a few steps per stage: seconds on one CPU thread."""
     settings = {
         "data": data,
-        "task": "svamp",
+        "task": "arith",
         "output": tmp / "bundle",
         "student": "scratch:micro",
         "vocab_size": 400,

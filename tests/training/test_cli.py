@@ -8,9 +8,9 @@ import pytest
 
 from mindmirror.cli import main
 from student.bundle import load_manifest
-from student.distillation import cot_from_text, write_distillation_set
-from student.tasks import get_task
-from training.student.synthetic import synthetic_distillation_set
+from student.distillation import write_distillation_set
+from student.tasks.arith import generate_problems
+from training.teacher.simulated import SimulatedTeacherConfig, simulated_distillation_set
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -37,7 +37,7 @@ def test_distill_malformed_line_names_its_number(capsys, train_data: Path, tmp_p
     data = tmp_path / "broken.jsonl"
     lines = train_data.read_text().splitlines()[:3]
     data.write_text("\n".join([lines[0], lines[1], '{"id": "x", "task": ', lines[2]]) + "\n")
-    code, _, err = run(capsys, *distill_args(data, tmp_path / "b", "--task", "svamp"))
+    code, _, err = run(capsys, *distill_args(data, tmp_path / "b", "--task", "arith"))
     assert code == 2
     assert "broken.jsonl:3: malformed JSON" in err
 
@@ -62,9 +62,10 @@ def test_distill_student_not_t5(capsys, train_data: Path, tmp_path: Path) -> Non
 
 
 def test_distill_no_usable_cots(capsys, tmp_path: Path) -> None:
-    records = synthetic_distillation_set(4, num_cots=2, num_self_evaluations=1)
-    for record in records:
-        record.cots = [cot_from_text(get_task("svamp"), "I am not sure.") for _ in range(2)]
+    # A teacher that never states a final equation.
+    never_answers = SimulatedTeacherConfig(unparseable_rate=1.0)
+    examples = [problem.example() for problem in generate_problems(4)]
+    records = simulated_distillation_set(examples, 2, 1, never_answers)
     data = tmp_path / "useless.jsonl"
     write_distillation_set(data, records)
     code, _, err = run(capsys, *distill_args(data, tmp_path / "b", "--val-fraction", "0"))

@@ -48,7 +48,7 @@ def test_experiment_table(train_data: Path, test_data: Path, tmp_path: Path, cap
     # The CLI over the same folder reuses every finished run (no training) and prints the table.
     code = main(
         [
-            "experiment", "--data", str(train_data), "--task", "svamp", "--test", str(test_data),
+            "experiment", "--data", str(train_data), "--task", "arith", "--test", str(test_data),
             "--student", "scratch:micro", "--max-steps", "3", "--val-fraction", "0",
             "--seeds", "0,1", "--variants", "standard,ours", "--output", str(tmp_path / "exp"),
             "--no-progress", "--max-input-length", "160", "--max-label-length", "10",

@@ -17,6 +17,7 @@ from the already uploaded file only if it is not there.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -28,7 +29,7 @@ import openai
 
 from student.errors import MindmirrorError
 from student.tasks import Example
-from training.teacher.backends.base import GenerationRequest, TeacherFatalError
+from training.teacher.backends.base import TeacherFatalError
 from training.teacher.backends.openai_backend import OpenAITeacher, completion_from_body
 from training.teacher.limits import TokenEstimator
 from training.teacher.prompts import Planner, Slot
@@ -72,6 +73,7 @@ class BatchRunner:
     ) -> None:
         if not backend.supports_batch:
             raise MindmirrorError(f"--batch needs an OpenAI-compatible teacher, not {backend.name}")
+        backend.check_task(planner.task)
         self.store = store
         self.backend = backend
         self.client = backend.client
@@ -142,10 +144,7 @@ class BatchRunner:
         split: list[Job] = []
         for job in jobs:
             groups = [job.slots] if self.supports_n else [[slot] for slot in job.slots]
-            split += [
-                Job(job.kind, job.example, job.messages, job.params, group, job.parent)
-                for group in groups
-            ]
+            split += [dataclasses.replace(job, slots=group) for group in groups]
         return split[: self.batch_options.max_requests]
 
     def _worst_cost(self, job: Job) -> float:
@@ -180,9 +179,7 @@ class BatchRunner:
         lines, items = [], []
         for job in jobs:
             custom_id = job.slots[0].key
-            request = GenerationRequest(
-                job.messages, job.params, len(job.slots), job.slots[0].index
-            )
+            request = job.request()
             lines.append(
                 json.dumps(
                     {

@@ -74,7 +74,8 @@ def register(subparsers: Any) -> None:
     teacher = run.add_argument_group("teacher")
     teacher.add_argument(
         "--teacher",
-        help="backend: openai (any OpenAI-compatible endpoint) or local (transformers). "
+        help="backend: openai (any OpenAI-compatible endpoint), local (transformers) or "
+        "simulated (the arith task's offline stand-in for an LLM, see docs/demo.md). "
         "Default: openai when --base-url is given, else local",
     )
     teacher.add_argument(
@@ -254,6 +255,7 @@ def _run(args: argparse.Namespace) -> int:
         extra=dict(args.teacher_option),
     )
     backend = create_backend(teacher_name, options)
+    backend.check_task(task)
     if args.batch and not backend.supports_batch:
         raise MindmirrorError(
             f"--batch needs an OpenAI-compatible teacher (--teacher openai), not {teacher_name}"

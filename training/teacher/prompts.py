@@ -164,12 +164,13 @@ class Planner:
     def cot_messages(self, example: Example) -> list[Message]:
         return cot_messages(self.task, example, self.shots)
 
+    def judged_reasoning(self, cot_text: str) -> str:
+        """The chain of thought as a self-evaluation prompt shows it: as the student will see
+        it, cut where the completion ran on into a next few-shot item."""
+        return self.task.trim_completion(cot_text)
+
     def eval_messages(self, example: Example, cot_text: str) -> list[Message]:
-        # The teacher judges the chain of thought as the student will see it: cut where the
-        # completion ran on into a next few-shot item.
-        return self_eval_messages(
-            self.task, example, self.task.trim_completion(cot_text), self.shots
-        )
+        return self_eval_messages(self.task, example, self.judged_reasoning(cot_text), self.shots)
 
     def cot_slots(self, example: Example) -> list[Slot]:
         messages = self.cot_messages(example)

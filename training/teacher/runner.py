@@ -15,6 +15,7 @@ counted; they never become labels.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import math
@@ -118,6 +119,20 @@ class Job:
     params: SamplingParams
     slots: list[Slot]
     parent: str | None = None
+    #: for a self-evaluation: the judged chain of thought as the prompt shows it
+    reasoning: str | None = None
+
+    def request(self) -> GenerationRequest:
+        """The backend request for this job's slots (one prompt, ``len(slots)`` samples)."""
+        return GenerationRequest(
+            self.messages,
+            self.params,
+            len(self.slots),
+            self.slots[0].index,
+            kind=self.kind,
+            example=self.example,
+            reasoning=self.reasoning,
+        )
 
 
 def verdict_missing(text: str) -> bool:
@@ -179,6 +194,7 @@ def plan_evaluations(
         planner.eval_params,
         missing,
         parent=cot.key,
+        reasoning=planner.judged_reasoning(cot_text),
     )
 
 
@@ -201,6 +217,7 @@ class TeacherRunner:
     ) -> None:
         if planner.model != backend.model_id:
             raise ValueError("the planner's model must be the backend's model_id")
+        backend.check_task(planner.task)
         self.store = store
         self.backend = backend
         self.planner = planner
@@ -235,11 +252,7 @@ class TeacherRunner:
         groups = [slots] if self.supports_n is not False else [[slot] for slot in slots]
         for group in groups:
             self._queue.put_nowait(
-                (
-                    priority,
-                    next(self._order),
-                    Job(job.kind, job.example, job.messages, job.params, group, job.parent),
-                )
+                (priority, next(self._order), dataclasses.replace(job, slots=group))
             )
 
     def _plan_example(self, example: Example) -> None:
@@ -341,8 +354,7 @@ class TeacherRunner:
         self, job: Job, worst_tokens: int
     ) -> tuple[Completion, float] | None:
         """The completion and its latency, or None when the request was given up."""
-        n = len(job.slots)
-        request = GenerationRequest(job.messages, job.params, n, job.slots[0].index)
+        request = job.request()
         retry = self.options.retry
         attempt = 0
         while True:
@@ -476,7 +488,7 @@ class TeacherRunner:
             rest = job.slots[len(texts) :]
             for slot in rest:
                 self._planned.discard(slot.key)
-            self._enqueue(Job(job.kind, job.example, job.messages, job.params, rest, job.parent))
+            self._enqueue(dataclasses.replace(job, slots=rest))
         if job.kind == "cot":
             for slot, text in zip(job.slots, texts, strict=False):
                 self._plan_evaluations(job.example, slot, text)

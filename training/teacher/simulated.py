@@ -13,11 +13,20 @@ result: the given answer is correct|wrong|uncertain."), with known, configurable
   with the truth (``correct`` for a right chain, ``wrong`` for a wrong one) with probability
   ``verdict_agreement``, and says the opposite otherwise. Its rationale says why: it checks
   each "x op y = z" step in the reasoning and compares the final equation's numbers and
-  operations with the gold equation's.
+  operations with the gold equation's;
+* optionally (``unparseable_rate``) a chain of thought never states its final equation, or a
+  self-evaluation forgets its result line, as real teachers sometimes do.
 
-Every output is a pure function of (seed, example id, question, sample index) — and of the
-reasoning judged, for a self-evaluation — so a rerun reproduces the same text, as the teacher
-store's per-sample cache requires. Nothing here depends on the teacher store or runner.
+Every output is a pure function of (settings, question, sample index) — and of the reasoning
+judged, for a self-evaluation — which is exactly what the teacher store's key holds (teacher id
+with the settings, prompt with the question and reasoning, sample index): a rerun reproduces
+the same text, and a stored answer is the one the simulator would give again. (The gold
+equation is not in the key, as a real teacher's answer key is not: a question keeps its
+answer.)
+
+:func:`simulated_distillation_set` makes a whole distillation set in memory; the teacher
+backend ``simulated`` (:mod:`training.teacher.backends.simulated`) gives the same texts through
+the store and runner, as ``mindmirror teach run --teacher simulated``.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from student.arithmetic import format_number, numbers_equal, try_evaluate
+from student.distillation import DistillationRecord, cot_from_text, self_evaluation_from_text
 from student.errors import MindmirrorError
 from student.formats import Verdict, verdict_sentence
 from student.tasks import Example, TaskDataError, get_task
@@ -55,6 +65,7 @@ __all__ = [
     "realized_rates",
     "simulate_cot",
     "simulate_self_evaluation",
+    "simulated_distillation_set",
 ]
 
 ERROR_KINDS = ("wrong_operation", "dropped_number", "swapped_number", "arithmetic_slip")
@@ -69,7 +80,8 @@ class SimulatedTeacherConfig:
     """How often the simulated teacher is wrong, and how well it judges reasoning.
 
     ``verdict_agreement + uncertain_rate`` must not exceed 1; the rest is the probability of
-    the opposite verdict.
+    the opposite verdict. ``unparseable_rate`` (independent of the rest) is the share of chains
+    of thought without a final equation and of self-evaluations without a verdict.
     """
 
     error_rate: float = 0.25
@@ -77,9 +89,10 @@ class SimulatedTeacherConfig:
     uncertain_rate: float = 0.1
     error_kinds: tuple[str, ...] = ERROR_KINDS
     seed: int = 0
+    unparseable_rate: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("error_rate", "verdict_agreement", "uncertain_rate"):
+        for name in ("error_rate", "verdict_agreement", "uncertain_rate", "unparseable_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise SimulatedTeacherError(f"{name} must be between 0 and 1, got {value}")
@@ -97,26 +110,32 @@ class SimulatedTeacherConfig:
 
     @property
     def model_name(self) -> str:
-        """A teacher id for provenance that says what produced the data."""
+        """A teacher id for provenance (and the teacher store's keys) that says what produced
+        the data: every setting that changes an output is in it."""
+        extra = ""
+        if self.error_kinds != ERROR_KINDS:
+            extra += f",error_kinds={'+'.join(self.error_kinds)}"
+        if self.unparseable_rate:
+            extra += f",unparseable_rate={self.unparseable_rate}"
         return (
             f"simulated-arith(error_rate={self.error_rate},"
             f"verdict_agreement={self.verdict_agreement},"
-            f"uncertain_rate={self.uncertain_rate},seed={self.seed})"
+            f"uncertain_rate={self.uncertain_rate}{extra},seed={self.seed})"
         )
 
 
 @dataclass(frozen=True)
 class SimulatedCoT:
     text: str  # the raw teacher output
-    answer: str  # canonical label of the equation it ends with
-    correct: bool
-    error: str | None  # one of ERROR_KINDS for a wrong chain
+    answer: str | None  # canonical label of the equation it ends with; None: unparseable
+    correct: bool  # False for an unparseable chain (it answers nothing)
+    error: str | None  # one of ERROR_KINDS for a wrong chain, "unparseable", or None
 
 
 @dataclass(frozen=True)
 class SimulatedSelfEvaluation:
     text: str
-    verdict: Verdict
+    verdict: Verdict | None  # None: the result line is missing (unparseable)
     truth: Verdict  # CORRECT or WRONG: what the reasoning really is
 
 
@@ -329,7 +348,7 @@ def simulate_cot(
     config = config or SimulatedTeacherConfig()
     gold_tree = _gold(example, gold)
     gold_value = equation_value(gold_tree)
-    rng = _rng("cot", config.seed, example.id, example.question, sample_index)
+    rng = _rng("cot", config.seed, example.question, sample_index)
     wrong = rng.random() < config.error_rate
     unit = _unit(example.question)
 
@@ -363,12 +382,24 @@ def simulate_cot(
 
     steps, answer_tree = _steps(tree, slip)
     rationale = _rationale(steps, unit, rng)
+    if _unparseable("cot", config, example.question, sample_index):
+        # The chain stops at its last result without the answer sentence.
+        value = _num(equation_value(answer_tree))
+        text = f"{rationale} So the result is {value}{f' {unit}' if unit else ''}."
+        return SimulatedCoT(text=text, answer=None, correct=False, error="unparseable")
     text = f"{rationale} The answer is ({render_equation(answer_tree, teacher=True)}).".strip()
     answer = render_equation(answer_tree)
     correct = _TASK.is_correct(answer, render_equation(gold_tree))
     if correct == wrong:  # the construction above makes this impossible; never emit a lie
         raise AssertionError(f"simulated CoT for {example.id!r} came out {correct=}: {text}")
     return SimulatedCoT(text=text, answer=answer, correct=correct, error=error)
+
+
+def _unparseable(kind: str, config: SimulatedTeacherConfig, *parts: object) -> bool:
+    # Its own random stream, so the texts of parseable outputs do not depend on the rate.
+    return bool(config.unparseable_rate) and (
+        _rng("unparseable", kind, config.seed, *parts).random() < config.unparseable_rate
+    )
 
 
 def _commute_somewhere(tree: Node, rng: random.Random) -> Node:
@@ -494,7 +525,7 @@ def simulate_self_evaluation(
         Verdict.CORRECT if _TASK.is_correct(answer, render_equation(gold_tree)) else Verdict.WRONG
     )
     digest = hashlib.sha256(reasoning.encode()).hexdigest()
-    rng = _rng("eval", config.seed, example.id, example.question, digest, sample_index)
+    rng = _rng("eval", config.seed, example.question, digest, sample_index)
     draw = rng.random()
     if draw < config.uncertain_rate:
         verdict = Verdict.UNCERTAIN
@@ -505,6 +536,8 @@ def simulate_self_evaluation(
     body = _evaluation_rationale(
         verdict, truth, rationale, answer, gold_tree, example.question, rng
     )
+    if _unparseable("eval", config, example.question, digest, sample_index):
+        return SimulatedSelfEvaluation(text=f"Evaluation:\n{body}", verdict=None, truth=truth)
     text = f"Evaluation:\n{body}\n\n{verdict_sentence(verdict)}"
     return SimulatedSelfEvaluation(text=text, verdict=verdict, truth=truth)
 
@@ -535,15 +568,68 @@ class SimulatedTeacher:
 def realized_rates(
     cots: Sequence[SimulatedCoT], evaluations: Sequence[SimulatedSelfEvaluation]
 ) -> dict[str, float]:
-    """Observed error rate, verdict agreement and uncertain rate, for reports and tests."""
+    """Observed error rate, verdict agreement and uncertain rate (over the parseable outputs,
+    as the settings define them) and the unparseable share, for reports and tests."""
     rates: dict[str, float] = {}
-    if cots:
-        rates["error_rate"] = sum(not c.correct for c in cots) / len(cots)
-    if evaluations:
-        rates["verdict_agreement"] = sum(e.verdict == e.truth for e in evaluations) / len(
-            evaluations
+    parsed_cots = [c for c in cots if c.answer is not None]
+    if parsed_cots:
+        rates["error_rate"] = sum(not c.correct for c in parsed_cots) / len(parsed_cots)
+    parsed_evaluations = [e for e in evaluations if e.verdict is not None]
+    if parsed_evaluations:
+        count = len(parsed_evaluations)
+        rates["verdict_agreement"] = sum(e.verdict == e.truth for e in parsed_evaluations) / count
+        rates["uncertain_rate"] = (
+            sum(e.verdict is Verdict.UNCERTAIN for e in parsed_evaluations) / count
         )
-        rates["uncertain_rate"] = sum(e.verdict is Verdict.UNCERTAIN for e in evaluations) / len(
-            evaluations
-        )
+    outputs = [*cots, *evaluations]
+    if outputs:
+        unparsed = len(cots) - len(parsed_cots) + len(evaluations) - len(parsed_evaluations)
+        rates["unparseable_rate"] = unparsed / len(outputs)
     return rates
+
+
+def simulated_distillation_set(
+    examples: Sequence[Example],
+    n_cots: int,
+    n_self_evals: int,
+    config: SimulatedTeacherConfig | None = None,
+    *,
+    evaluate_unparsed: bool = False,
+) -> list[DistillationRecord]:
+    """The distillation set ``mindmirror teach run --teacher simulated`` exports for these
+    ``arith`` examples, made in memory: the same texts under the same sample indices (CoT k,
+    self-evaluation ``k * M + j`` of CoT k), the same records, the same teacher name. As in a
+    teacher run, a chain of thought without a final equation gets no self-evaluations unless
+    ``evaluate_unparsed``. For tests, benchmarks and experiments that need data in seconds."""
+    if n_cots < 1 or n_self_evals < 0:
+        raise SimulatedTeacherError(
+            f"need at least one chain of thought and no negative count of self-evaluations, "
+            f"got {n_cots} and {n_self_evals}"
+        )
+    teacher = SimulatedTeacher(config)
+    records = []
+    for example in examples:
+        cots = []
+        for index, simulated in enumerate(teacher.cots(example, n_cots)):
+            cot = cot_from_text(_TASK, simulated.text, example)
+            if n_self_evals and (evaluate_unparsed or cot.answer is not None):
+                reasoning = _TASK.trim_completion(simulated.text)
+                cot.self_evaluations = [
+                    self_evaluation_from_text(evaluation.text)
+                    for evaluation in teacher.self_evaluations(
+                        example, reasoning, n_self_evals, start=index * n_self_evals
+                    )
+                ]
+            cots.append(cot)
+        records.append(
+            DistillationRecord(
+                id=example.id,
+                task=_TASK.name,
+                question=example.question,
+                label=example.label,
+                fields=example.fields,
+                teacher=teacher.model_name,
+                cots=cots,
+            )
+        )
+    return records

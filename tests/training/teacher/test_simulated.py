@@ -24,6 +24,7 @@ from training.teacher.simulated import (
     realized_rates,
     simulate_cot,
     simulate_self_evaluation,
+    simulated_distillation_set,
 )
 
 task = get_task("arith")
@@ -251,3 +252,72 @@ def test_an_example_without_a_gold_equation_is_refused() -> None:
         simulate_cot(Example(id="q", question="How many?"), 0)
     with pytest.raises(SimulatedTeacherError, match="not an arithmetic equation"):
         simulate_cot(Example(id="q", question="How many?"), 0, gold="some apples")
+
+
+def test_unparseable_outputs_at_the_set_rate_leave_the_others_unchanged(examples) -> None:
+    plain = SimulatedTeacherConfig(error_rate=0.3, seed=4)
+    sloppy = SimulatedTeacherConfig(error_rate=0.3, seed=4, unparseable_rate=0.2)
+    cots, evaluations = [], []
+    for example in examples[:500]:
+        for k in range(2):
+            cot, reference = simulate_cot(example, k, sloppy), simulate_cot(example, k, plain)
+            cots.append(cot)
+            if cot.answer is None:
+                # No final equation: the task's parser finds none, the chain counts as wrong.
+                assert task.split_cot(cot.text, example)[1] is None, cot.text
+                assert (cot.correct, cot.error) == (False, "unparseable")
+                continue
+            assert cot == reference  # its own random stream: the rest is the same text
+            evaluation = simulate_self_evaluation(example, cot.text, 0, sloppy)
+            evaluations.append(evaluation)
+            if evaluation.verdict is None:
+                assert parse_self_evaluation(evaluation.text)[1] is None
+                assert evaluation.text.startswith("Evaluation:\n")
+            else:
+                assert evaluation == simulate_self_evaluation(example, cot.text, 0, plain)
+    rates = realized_rates(cots, evaluations)
+    assert within_sampling_error(rates["unparseable_rate"], 0.2, len(cots) + len(evaluations))
+    assert within_sampling_error(rates["error_rate"], 0.3, sum(c.answer is not None for c in cots))
+    assert "unparseable_rate=0.2" in sloppy.model_name
+    assert "unparseable" not in plain.model_name
+
+
+def test_outputs_depend_only_on_what_the_store_key_holds(examples) -> None:
+    # The teacher store keys a sample by (teacher id with the settings, the prompt with the
+    # question, the sample index): the example id is not in it, so it must not change the text.
+    example = examples[3]
+    renamed = Example(id="another-id", question=example.question, label=example.label)
+    cot = simulate_cot(example, 2)
+    assert simulate_cot(renamed, 2) == cot
+    assert simulate_self_evaluation(renamed, cot.text, 1) == simulate_self_evaluation(
+        example, cot.text, 1
+    )
+
+
+def test_distillation_set_uses_the_runner_sample_indices(examples) -> None:
+    config = SimulatedTeacherConfig(error_rate=0.4, unparseable_rate=0.15, seed=9)
+    chosen = examples[:30]
+    records = simulated_distillation_set(chosen, 3, 2, config)
+    assert [r.id for r in records] == [e.id for e in chosen]
+    for record, example in zip(records, chosen, strict=True):
+        assert (record.task, record.label, record.teacher) == (
+            "arith",
+            example.label,
+            config.model_name,
+        )
+        assert len(record.cots) == 3
+        for k, cot in enumerate(record.cots):
+            assert cot.text == simulate_cot(example, k, config).text
+            if cot.answer is None:
+                assert cot.self_evaluations == []  # as a teacher run: unparseable CoTs get none
+                continue
+            # Self-evaluation j of CoT k is sample k * M + j, as the runner numbers its slots.
+            assert [e.text for e in cot.self_evaluations] == [
+                simulate_self_evaluation(example, cot.text, k * 2 + j, config).text
+                for j in range(2)
+            ]
+    assert any(cot.answer is None for record in records for cot in record.cots)
+    with_unparsed = simulated_distillation_set(chosen, 3, 2, config, evaluate_unparsed=True)
+    assert all(len(c.self_evaluations) == 2 for r in with_unparsed for c in r.cots)
+    with pytest.raises(SimulatedTeacherError, match="at least one chain of thought"):
+        simulated_distillation_set(chosen, 0, 2, config)

@@ -37,6 +37,7 @@ __all__ = [
 BACKENDS: dict[str, str] = {
     "openai": "training.teacher.backends.openai_backend:OpenAITeacher",
     "local": "training.teacher.backends.local:LocalTeacher",
+    "simulated": "training.teacher.backends.simulated:SimulatedBackend",
 }
 
 

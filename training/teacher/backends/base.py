@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from student.errors import MindmirrorError
-from training.teacher.prompts import Message, SamplingParams
+from student.tasks import Example, Task
+from training.teacher.prompts import Kind, Message, SamplingParams
 
 __all__ = [
     "Completion",
@@ -46,12 +47,23 @@ __all__ = [
 @dataclass(frozen=True)
 class GenerationRequest:
     """``n`` samples for one prompt. ``first_index`` is the sample index of the first slot,
-    used to derive a per-request seed (``params.request_seed``)."""
+    used to derive a per-request seed (``params.request_seed``).
+
+    ``kind``, ``example`` and ``reasoning`` say what the messages were built from: a chain of
+    thought for ``example``, or a self-evaluation of ``reasoning`` (the chain of thought as it
+    appears in the prompt). A teacher that does not read prompts uses them (the simulated
+    teacher answers from the example's gold label). A language-model backend must answer from
+    ``messages`` alone: ``example.label`` is the answer the teacher is meant to find, and it is
+    not part of the store key.
+    """
 
     messages: Sequence[Message]
     params: SamplingParams
     n: int = 1
     first_index: int = 0
+    kind: Kind = "cot"
+    example: Example | None = None
+    reasoning: str | None = None
 
 
 @dataclass
@@ -143,6 +155,11 @@ class TeacherBackend(ABC):
         Raise :class:`TransientTeacherError`, :class:`RequestRejected` or
         :class:`TeacherFatalError`; anything else is treated as a bug and stops the run.
         """
+
+    def check_task(self, task: Task) -> None:  # noqa: B027 - optional hook
+        """Raise a :class:`~student.errors.MindmirrorError` if this teacher cannot answer
+        ``task`` (called before anything is planned or sent, dry runs included). Language
+        models answer any task; a simulator knows only its own."""
 
     def describe(self) -> str:
         return f"{self.name} teacher {self.model_id}"
