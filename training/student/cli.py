@@ -46,7 +46,7 @@ def _distill_options(parser: argparse.ArgumentParser) -> None:
         "--student",
         default="scratch:tiny",
         help="hub name (google/t5-v1_1-base), local directory or HF cache entry of a T5, or "
-        "scratch:micro|tiny|mini|small for a random-init T5 with a tokenizer trained on the data "
+        "scratch:micro|demo|tiny|mini|small for a random-init T5 with a tokenizer trained on the data "
         "(default: %(default)s)",
     )
     student.add_argument("--student-revision", help="hub revision (branch, tag or commit)")
@@ -97,6 +97,12 @@ def _distill_options(parser: argparse.ArgumentParser) -> None:
     optim.add_argument("--epochs", type=float, default=3.0)
     optim.add_argument(
         "--max-steps", type=int, help="optimizer steps per stage (overrides --epochs)"
+    )
+    optim.add_argument(
+        "--self-evaluation-max-steps",
+        type=int,
+        help="optimizer steps of stage 1 (self-evaluation) when it should differ from "
+        "--max-steps",
     )
     optim.add_argument(
         "--lr", type=float, help="learning rate (default: 5e-5 pretrained, 1e-3 from scratch)"
@@ -189,6 +195,7 @@ def _config(args: argparse.Namespace, output: Path, **extra: Any) -> Any:
         "seed": args.seed,
         "epochs": args.epochs,
         "max_steps": args.max_steps,
+        "self_evaluation_max_steps": args.self_evaluation_max_steps,
         "learning_rate": args.lr,
         "batch_size": args.batch_size,
         "eval_batch_size": args.eval_batch_size,

@@ -115,6 +115,9 @@ class DistillConfig(BaseModel):
     seed: int = 0
     epochs: float = Field(3.0, gt=0)
     max_steps: int | None = Field(None, ge=1)
+    #: stage 1 only (default: ``max_steps``): its pairs carry a whole chain of thought in the
+    #: input, so its steps cost more, and it may need fewer of them
+    self_evaluation_max_steps: int | None = Field(None, ge=1)
     learning_rate: float | None = Field(None, gt=0)  # None: 5e-5 pretrained, 1e-3 scratch
     batch_size: int = Field(16, ge=1)
     eval_batch_size: int = Field(64, ge=1)
@@ -147,6 +150,12 @@ class DistillConfig(BaseModel):
         if self.alpha is not None:
             return self.alpha, "alpha"
         return self.rationale_weight, "lambda"
+
+    def stage_max_steps(self, stage: str) -> int | None:
+        """The step limit of one stage (``"self_evaluation"`` or ``"cot"``); None: epochs."""
+        if stage == "self_evaluation" and self.self_evaluation_max_steps is not None:
+            return self.self_evaluation_max_steps
+        return self.max_steps
 
     @property
     def resolved_work_dir(self) -> Path:
@@ -202,9 +211,9 @@ def _use_bf16(config: DistillConfig) -> bool:
     return available if config.bf16 is None else config.bf16
 
 
-def _steps_per_stage(config: DistillConfig, pairs: int) -> int:
-    if config.max_steps:
-        return config.max_steps
+def _steps_per_stage(config: DistillConfig, stage: str, pairs: int) -> int:
+    if config.stage_max_steps(stage):
+        return config.stage_max_steps(stage)
     batches = math.ceil(math.ceil(pairs / _world_size()) / config.batch_size)
     per_epoch = max(1, math.ceil(batches / config.gradient_accumulation))
     return max(1, math.ceil(config.epochs * per_epoch))
@@ -386,7 +395,7 @@ def _train_stage(
                 kind,
                 {"inputs": "input", "labels": "label", "rationales": "rationale"}[kind],
             )
-    total_steps = _steps_per_stage(config, len(train_set))
+    total_steps = _steps_per_stage(config, name, len(train_set))
     interval = max(1, math.ceil(total_steps / config.evaluations_per_stage))
     select = val_set is not None
     args = Seq2SeqTrainingArguments(
@@ -399,7 +408,7 @@ def _train_stage(
         warmup_ratio=config.warmup_ratio,
         weight_decay=config.weight_decay,
         num_train_epochs=config.epochs,
-        max_steps=config.max_steps or -1,
+        max_steps=config.stage_max_steps(name) or -1,
         eval_strategy="steps" if select else "no",
         eval_steps=interval,
         save_strategy="steps",

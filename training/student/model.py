@@ -44,6 +44,8 @@ SCRATCH_PREFIX = "scratch:"
 #: output layer) at smaller widths. ``small`` is t5-v1_1-small's shape.
 SCRATCH_CONFIGS: dict[str, dict[str, int]] = {
     "micro": {"d_model": 64, "d_kv": 16, "d_ff": 128, "num_layers": 2, "num_heads": 4},
+    # Sized for the offline demo's arith task on 2 CPU cores (docs/demo.md, "Sizing").
+    "demo": {"d_model": 64, "d_kv": 16, "d_ff": 256, "num_layers": 3, "num_heads": 4},
     "tiny": {"d_model": 128, "d_kv": 32, "d_ff": 384, "num_layers": 3, "num_heads": 4},
     "mini": {"d_model": 256, "d_kv": 32, "d_ff": 768, "num_layers": 4, "num_heads": 8},
     "small": {"d_model": 512, "d_kv": 64, "d_ff": 1024, "num_layers": 8, "num_heads": 6},
