@@ -51,6 +51,8 @@ STATE_VERSION = 1
 #: the end includes creating the virtual environment and installing the pinned packages.
 STARTED_ENV = "MINDMIRROR_DEMO_STARTED"
 TEACHERS = ("simulated", "local", "openai")
+#: (stage-1, stage-2) steps per run of ``--ablation``: 4 variants x seeds x error rates runs
+ABLATION_STEPS = (150, 400)
 
 
 @dataclass(frozen=True)
@@ -177,9 +179,10 @@ class DemoPaths:
     def split(self, name: str) -> Path:
         return self.data / f"{name}.jsonl"
 
-    @property
-    def store(self) -> Path:
-        return self.root / "teacher.sqlite"
+    def store(self, data_fingerprint: str) -> Path:
+        """One teacher store per split content: arith ids repeat across seeds, and a store
+        refuses an id whose question changed."""
+        return self.root / "teacher" / f"{data_fingerprint[:16]}.sqlite"
 
     @property
     def distill_set(self) -> Path:
@@ -257,14 +260,25 @@ def _teacher_backend(settings: DemoSettings) -> Any:
 
 
 def teach_stage(
-    settings: DemoSettings, paths: DemoPaths, state: DemoState, data_key: str
+    settings: DemoSettings,
+    paths: DemoPaths,
+    state: DemoState,
+    *,
+    split: str = "train",
+    out: Path | None = None,
+    stage: str = "teach",
 ) -> tuple[str, str, bool]:
-    """Run the teacher on the training split through the store and export the distillation
-    set. Returns (key, summary, reused): the store decides what is missing, and a complete
-    store makes no call."""
+    """Run the teacher on one split through the store and export its distillation set (to
+    ``out``, default the demo's ``distill.jsonl``). Returns (key, summary, reused): the store
+    decides what is missing, and a complete store makes no call."""
     import asyncio
 
-    from student.distillation import load_task_examples, parse_stats, write_distillation_set
+    from student.distillation import (
+        fingerprint,
+        load_task_examples,
+        parse_stats,
+        write_distillation_set,
+    )
     from student.tasks import get_task
     from training.teacher.prompts import Planner, SamplingParams
     from training.teacher.records import export_run
@@ -274,15 +288,19 @@ def teach_stage(
     task = get_task("arith")
     backend = _teacher_backend(settings)
     backend.check_task(task)
-    examples = load_task_examples(task, paths.split("train"))
+    out = out or paths.distill_set
+    examples = load_task_examples(task, paths.split(split))
     params = SamplingParams(temperature=0.7, max_tokens=settings.max_tokens, seed=settings.seed)
     planner = Planner(task, backend.model_id, settings.cots, settings.evals, params, params)
-    key = _key("teach", data_key, backend.model_id, settings.cots, settings.evals, params)
+    # Keyed by the split's content, not by the data settings: a bigger test split does not
+    # make the training set's teacher run (or the student after it) stale.
+    data_fingerprint = fingerprint(examples)
+    key = _key("teach", data_fingerprint, backend.model_id, settings.cots, settings.evals, params)
     print(f"teacher: {backend.describe()}", file=sys.stderr)
     options = RunOptions(
         concurrency=settings.concurrency, progress=settings.progress and sys.stderr.isatty()
     )
-    with Store(paths.store) as store:
+    with Store(paths.store(data_fingerprint)) as store:
         store.bind_task(task.name)
         store.add_examples(examples)
 
@@ -299,10 +317,10 @@ def teach_stage(
                 " rerun the demo to continue it (nothing already stored is asked again)\n"
                 + report.summary()
             )
-        if not (paths.distill_set.is_file() and state.matches("teach", key)):
-            write_distillation_set(paths.distill_set, export_run(store, report.run_id).records)
-            state.record("teach", key)
-    records = _read_set(paths.distill_set)
+        if not (out.is_file() and state.matches(stage, key)):
+            write_distillation_set(out, export_run(store, report.run_id).records)
+            state.record(stage, key)
+    records = _read_set(out)
     stats = parse_stats(task, records)
     accuracy = stats.teacher_accuracy
     summary = (
@@ -385,7 +403,10 @@ def distill_stage(
     from training.student.distill import RunMismatchError, distill
 
     config = distill_config(settings, paths, force=True)
-    key = _key("distill", upstream, config.training_settings())
+    # The tokenizer enters through its own key (upstream), not its path: a moved work
+    # directory is still the same run.
+    training = {k: v for k, v in config.training_settings().items() if k != "tokenizer"}
+    key = _key("distill", upstream, training)
     if state.matches("distill", key):
         try:
             return key, load_manifest(paths.bundle), True
@@ -571,9 +592,9 @@ def run_demo(
     reports = result.stages
 
     with _stage(reports, "data", "1/6 data: generate the arith task") as info:
-        data_key, info["summary"], info["reused"] = data_stage(settings, paths, state)
+        _, info["summary"], info["reused"] = data_stage(settings, paths, state)
     with _stage(reports, "teach", f"2/6 teach: {settings.teacher} teacher") as info:
-        teach_key, info["summary"], info["reused"] = teach_stage(settings, paths, state, data_key)
+        teach_key, info["summary"], info["reused"] = teach_stage(settings, paths, state)
     with _stage(reports, "distill", "3/6 distill: tokenizer, stage 1, stage 2") as info:
         tokenizer_key, _ = tokenizer_stage(settings, paths, state, teach_key)
         _, manifest, info["reused"] = distill_stage(settings, paths, state, tokenizer_key)
@@ -758,9 +779,17 @@ def register(subparsers: Any) -> None:
     )
 
     student = parser.add_argument_group("student")
-    student.add_argument("--steps", type=int, default=defaults.steps, help="stage-2 steps")
     student.add_argument(
-        "--stage1-steps", type=int, default=defaults.stage1_steps, help="self-evaluation steps"
+        "--steps",
+        type=int,
+        help=f"stage-2 steps (default: {defaults.steps}; {ABLATION_STEPS[1]} per run with "
+        "--ablation)",
+    )
+    student.add_argument(
+        "--stage1-steps",
+        type=int,
+        help=f"self-evaluation steps (default: {defaults.stage1_steps}; {ABLATION_STEPS[0]} per "
+        "run with --ablation)",
     )
     student.add_argument("--batch-size", type=int, default=defaults.batch_size)
     student.add_argument("--lr", type=float, default=defaults.learning_rate)
@@ -798,11 +827,25 @@ def register(subparsers: Any) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> DemoSettings:
-    for name in ("train_size", "validation_size", "test_size", "steps", "cots", "batch_size"):
-        if getattr(args, name) < 1:
-            raise MindmirrorError(f"--{name.replace('_', '-')} must be at least 1")
-    if args.stage1_steps < 1:
-        raise MindmirrorError("--stage1-steps must be at least 1")
+    defaults = DemoSettings()
+    stage1_default, steps_default = (
+        ABLATION_STEPS if args.ablation else (defaults.stage1_steps, defaults.steps)
+    )
+    steps = steps_default if args.steps is None else args.steps
+    stage1_steps = stage1_default if args.stage1_steps is None else args.stage1_steps
+    sizes = {
+        "train-size": args.train_size,
+        "validation-size": args.validation_size,
+        "test-size": args.test_size,
+        "steps": steps,
+        "stage1-steps": stage1_steps,
+        "cots": args.cots,
+        "batch-size": args.batch_size,
+        "concurrency": args.concurrency,
+    }
+    for name, value in sizes.items():
+        if value < 1:
+            raise MindmirrorError(f"--{name} must be at least 1")
     if args.evals < 1:
         raise MindmirrorError("--evals must be at least 1 (the demo trains self-evaluation)")
     if args.teacher == "openai" and not args.base_url and not os.environ.get(args.api_key_env):
@@ -810,8 +853,13 @@ def settings_from_args(args: argparse.Namespace) -> DemoSettings:
             f"--teacher openai needs --base-url (a local vLLM/Ollama server) or ${args.api_key_env}"
             " set for OpenAI itself"
         )
-    if args.teacher != "simulated" and args.teacher == "openai" and not args.model:
+    if args.teacher == "openai" and not args.model:
         raise MindmirrorError("--teacher openai needs --model")
+    if args.teacher == "simulated":
+        from training.teacher.simulated import SimulatedTeacherConfig
+
+        # Bad rates are refused before any stage runs.
+        SimulatedTeacherConfig(error_rate=args.error_rate, verdict_agreement=args.verdict_agreement)
     return DemoSettings(
         work_dir=args.work_dir,
         seed=args.seed,
@@ -827,8 +875,8 @@ def settings_from_args(args: argparse.Namespace) -> DemoSettings:
         cots=args.cots,
         evals=args.evals,
         concurrency=args.concurrency,
-        steps=args.steps,
-        stage1_steps=args.stage1_steps,
+        steps=steps,
+        stage1_steps=stage1_steps,
         batch_size=args.batch_size,
         learning_rate=args.lr,
         label_source=args.label_source,

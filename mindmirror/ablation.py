@@ -1,0 +1,201 @@
+"""``mindmirror demo --ablation``: the paper's Table 1 comparison on the demo's data.
+
+On the demo's arith data and the simulated teacher's distillation set, for every seed:
+standard distillation (labels only), CoT distillation with 1 CoT, with all N CoTs, and N CoTs
+after the self-evaluation stage (Mind's Mirror), through ``run_experiment`` (the code of
+``mindmirror experiment``). It prints the table at the demo's teacher error rate and repeats
+the comparison for a few other error rates of the simulated teacher (each its own teacher run
+in the same store) to plot test accuracy against the teacher's error rate.
+
+Every run's bundle is kept under ``<work-dir>/ablation/error-<rate>/<variant>/seed-<k>``, so an
+interrupted ablation resumes where it stopped and a finished one only redraws its outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from mindmirror.demo import (
+    DemoPaths,
+    DemoSettings,
+    DemoState,
+    data_stage,
+    distill_config,
+    teach_stage,
+    tokenizer_stage,
+)
+from student.errors import MindmirrorError
+
+__all__ = ["DEFAULT_ERROR_RATES", "plot_accuracy", "run_ablation", "table_markdown"]
+
+#: the plot's sweep; the demo's own rate (0.25) is the table's
+DEFAULT_ERROR_RATES = (0.1, 0.25, 0.4)
+
+
+def _rate_name(rate: float) -> str:
+    return f"error-{rate:g}"
+
+
+def table_markdown(table: Any) -> str:
+    """The table as Markdown (for reports and the results folder)."""
+    lines = [
+        f"| method ({table.task}, N = {table.num_cots}) | accuracy (mean ± std) | per seed "
+        "| verdict agreement |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in table.rows:
+        data = row.to_dict()
+        accuracy = (
+            "-" if data["mean"] is None else f"{100 * data['mean']:.1f} ± {100 * data['std']:.1f}"
+        )
+        seeds = " ".join(f"{100 * v:.1f}" for v in data["accuracy"].values())
+        verdict = (
+            "-"
+            if data["verdict_mean"] is None
+            else f"{100 * data['verdict_mean']:.1f} ± {100 * data['verdict_std']:.1f}"
+        )
+        lines.append(f"| {row.description} | {accuracy} | {seeds} | {verdict} |")
+    return "\n".join(lines)
+
+
+def plot_accuracy(tables: dict[float, Any], path: Path, title: str) -> Path:
+    """Test accuracy (mean ± std over seeds) of each variant against the teacher's error rate."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
+    rates = sorted(tables)
+    figure, axes = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    for index, row in enumerate(tables[rates[0]].rows):
+        means, stds = [], []
+        for rate in rates:
+            found = tables[rate].row(row.variant)
+            means.append(100 * (found.mean or 0.0))
+            stds.append(100 * (found.std or 0.0))
+        axes.errorbar(
+            rates,
+            means,
+            yerr=stds,
+            marker="os^D"[index % 4],
+            capsize=3,
+            label=row.description,
+        )
+    axes.set_xlabel("simulated teacher's error rate (share of wrong chains of thought)")
+    axes.set_ylabel("student test accuracy (%)")
+    axes.set_title(title, fontsize=10)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def run_ablation(
+    settings: DemoSettings,
+    *,
+    seeds: list[int],
+    error_rates: list[float] | None = None,
+    started: float | None = None,
+) -> dict[float, Any]:
+    """Train and evaluate the four variants per seed and error rate; print the table at the
+    demo's error rate, write ``results.json``, ``table.md`` and the plot. Returns the tables."""
+    from rich.console import Console
+
+    from training.student.experiment import VARIANTS, run_experiment
+
+    started = time.time() if started is None else started
+    rates = sorted(set(error_rates or DEFAULT_ERROR_RATES) | {settings.error_rate})
+    if any(not 0.0 <= rate <= 1.0 for rate in rates):
+        raise MindmirrorError(f"error rates must be between 0 and 1, got {rates}")
+    if settings.teacher != "simulated":
+        raise MindmirrorError(
+            "the ablation sweeps the simulated teacher's error rate: use --teacher simulated"
+        )
+    if settings.threads:
+        import torch
+
+        torch.set_num_threads(settings.threads)
+    paths = DemoPaths(settings.work_dir)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    state = DemoState(paths.root)
+    out = paths.root / "ablation"
+    console = Console(stderr=True)
+
+    _, summary, _ = data_stage(settings, paths, state)
+    console.print(f"data: {summary}")
+    # The demo's own teacher run and tokenizer: the ablation shares them with `mindmirror demo`.
+    teach_key, summary, _ = teach_stage(settings, paths, state)
+    console.print(f"teacher (error rate {settings.error_rate:g}): {summary}")
+    tokenizer_stage(settings, paths, state, teach_key)
+
+    tables: dict[float, Any] = {}
+    timings: dict[str, float] = {}
+    for rate in rates:
+        rate_started = time.perf_counter()
+        rated = replace(settings, error_rate=rate)
+        folder = out / _rate_name(rate)
+        train_set, test_set = folder / "train-distill.jsonl", folder / "test-distill.jsonl"
+        folder.mkdir(parents=True, exist_ok=True)
+        name = _rate_name(rate)
+        _, summary, _ = teach_stage(
+            rated, paths, state, out=train_set, stage=f"ablation-teach-{name}"
+        )
+        console.print(f"teacher (error rate {rate:g}): {summary}")
+        # The test split taught too, so the table can show verdict agreement on held-out
+        # questions; accuracy is judged against the gold labels either way.
+        teach_stage(
+            rated,
+            paths,
+            state,
+            split="test",
+            out=test_set,
+            stage=f"ablation-test-{name}",
+        )
+        base = distill_config(rated, paths, force=False).model_copy(
+            update={"data": train_set, "work_dir": None}
+        )
+        console.print(
+            f"[bold]error rate {rate:g}[/bold]: {len(VARIANTS)} variants × {len(seeds)} seeds, "
+            f"{settings.stage1_steps} + {settings.steps} steps each"
+        )
+        tables[rate] = run_experiment(base, test_set, output=folder, seeds=seeds)
+        timings[name] = round(time.perf_counter() - rate_started, 1)
+
+    main_table = tables[settings.error_rate]
+    console.print(main_table.render())
+    markdown = table_markdown(main_table)
+    (out / "table.md").write_text(markdown + "\n", encoding="utf-8")
+    plot = plot_accuracy(
+        tables,
+        out / "accuracy_vs_error_rate.png",
+        f"arith, simulated teacher, N = {settings.cots}, seeds {','.join(map(str, seeds))}",
+    )
+    results = {
+        "settings": {
+            "seeds": seeds,
+            "error_rates": rates,
+            "steps": settings.steps,
+            "stage1_steps": settings.stage1_steps,
+            "train_problems": settings.train,
+            "test_problems": settings.test,
+            "cots": settings.cots,
+            "evals": settings.evals,
+            "label_source": settings.label_source,
+        },
+        "seconds_per_error_rate": timings,
+        "tables": {str(rate): table.to_dict() for rate, table in tables.items()},
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    elapsed = time.time() - started
+    print(markdown)
+    print(f"\nplot: {plot}\nresults: {out / 'results.json'}\ntotal wall time: {elapsed:.0f} s")
+    sys.stdout.flush()
+    return tables
