@@ -238,6 +238,19 @@ class ServiceMiddleware:
             await send(message)
 
         try:
+            if path.startswith("/v1/") and self.state.key_digests:
+                # Before the body is read: an unauthenticated client gets nothing but 401.
+                problem = api_key_problem(headers.get("authorization"), self.state.key_digests)
+                if problem is not None:
+                    await _send_error(
+                        send_with_id,
+                        401,
+                        "unauthorized",
+                        problem,
+                        request_id,
+                        [(b"www-authenticate", b"Bearer")],
+                    )
+                    return
             replay = await self._read_body(scope, receive, headers, send_with_id)
             if replay is not None:
                 await self.app(scope, replay, send_with_id)
@@ -310,7 +323,12 @@ class ServiceMiddleware:
 
 
 async def _send_error(
-    send: Send, status: int, kind: str, message: str, request_id: str | None
+    send: Send,
+    status: int,
+    kind: str,
+    message: str,
+    request_id: str | None,
+    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     body = json.dumps(
         {"error": {"type": kind, "message": message, "request_id": request_id}}
@@ -323,6 +341,7 @@ async def _send_error(
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
+                *(headers or []),
             ],
         }
     )
@@ -368,20 +387,27 @@ def get_state(request: Request) -> ServiceState:
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
-def require_api_key(request: Request, state: StateDep) -> None:
-    """Bearer key check. Every stored key is compared (no early exit), digest to digest, with
-    ``hmac.compare_digest``: the time taken says nothing about the key."""
-    if not state.key_digests:
-        return
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+def api_key_problem(header: str | None, digests: Sequence[bytes]) -> str | None:
+    """Why an ``Authorization`` header is not accepted, or None when it is.
+
+    Every stored key is compared (no early exit), digest to digest, with
+    ``hmac.compare_digest``: the time taken says nothing about the keys."""
+    scheme, _, token = (header or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("missing API key: send the header `Authorization: Bearer <key>`")
+        return "missing API key: send the header `Authorization: Bearer <key>`"
     digest = hashlib.sha256(token.strip().encode("utf-8")).digest()
     matched = False
-    for known in state.key_digests:
+    for known in digests:
         matched |= hmac.compare_digest(known, digest)
-    if not matched:
-        raise Unauthorized("invalid API key")
+    return None if matched else "invalid API key"
+
+
+def require_api_key(request: Request, state: StateDep) -> None:
+    """The route-level check (the middleware already refused bad keys before the body)."""
+    if state.key_digests:
+        problem = api_key_problem(request.headers.get("authorization"), state.key_digests)
+        if problem is not None:
+            raise Unauthorized(problem)
 
 
 def require_ready(state: StateDep) -> None:

@@ -96,13 +96,13 @@ class Settings(BaseSettings):
         "device saturates, and raise every member's latency.",
     )
     max_wait_ms: float = Field(
-        2.0,
+        0.0,
         ge=0,
         le=1000,
         description="How long the oldest queued input may wait for company before its batch "
-        "runs. Adds up to this much latency at low load; buys larger batches at medium load "
-        "(under saturation batches fill while the model is busy anyway). 0 = run as soon as "
-        "the model is free.",
+        "runs while the model is idle. 0 (default) = run as soon as the model is free: batches "
+        "still fill from the inputs that arrive while the model is busy, and a lone request "
+        "pays no wait. A few ms buys fuller batches at medium load for that much added latency.",
     )
     max_batch_tokens: int = Field(
         32768,

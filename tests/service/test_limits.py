@@ -194,3 +194,51 @@ def test_client_disconnect_cancels_queued_work(onnx_bundle: Path, questions: lis
         with running.client() as client:
             text = client.get("/metrics").text
             assert metric(text, "mindmirror_requests_total", endpoint="predict", status="499") == 1
+
+
+def test_draining_turns_readiness_and_new_work_away(onnx_bundle: Path, questions) -> None:
+    with running_server(onnx_bundle) as running, running.client() as client:
+        assert client.get("/readyz").status_code == 200
+        running.state.begin_drain()  # what SIGTERM does first (see test_drain.py)
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["status"] == "draining"
+        refused = client.post("/v1/predict", json={"input": questions[0]})
+        assert refused.status_code == 503
+        assert refused.json()["error"]["type"] == "shutting_down"
+        assert client.get("/healthz").status_code == 200
+
+
+class BrokenBackend:
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    name = property(lambda self: self.inner.name)
+    variant = property(lambda self: self.inner.variant)
+    device = property(lambda self: self.inner.device)
+
+    def setup(self) -> None:
+        raise OSError("cannot map the model file")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_model_that_cannot_load_stops_the_server(onnx_bundle: Path) -> None:
+    import threading
+
+    from service.runtime import StudentModel
+    from service.server import build_server
+    from service.settings import Settings
+    from tests.service.conftest import free_port
+
+    settings = Settings(bundle=onnx_bundle, port=free_port())
+    model = StudentModel.open(settings)
+    model.backend = BrokenBackend(model.backend)
+    server = build_server(settings, model)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    thread.join(timeout=30)
+    assert not thread.is_alive(), "the server kept running without a model"
+    assert server.state.phase == "failed"
+    assert "cannot map the model file" in (server.state.failure or "")

@@ -50,7 +50,7 @@ def test_missing_bundle_names_the_variable() -> None:
         ({"max_batch_size": 0}, "MINDMIRROR_MAX_BATCH_SIZE"),
         ({"max_queue": 8, "max_batch_size": 16}, "must be at least MINDMIRROR_MAX_BATCH_SIZE"),
         ({"max_queue": 32, "max_predict_inputs": 64}, "MINDMIRROR_MAX_PREDICT_INPUTS"),
-        ({"max_queue": 16, "max_predict_inputs": 8}, "MINDMIRROR_MAX_SAMPLES"),
+        ({"max_queue": 16, "max_batch_size": 8, "max_predict_inputs": 8}, "MINDMIRROR_MAX_SAMPLES"),
         ({"api_keys": "short"}, "at least 16 are required"),
         ({"request_timeout_s": 0}, "MINDMIRROR_REQUEST_TIMEOUT_S"),
         ({"max_body_bytes": 10**9}, "MINDMIRROR_MAX_BODY_BYTES"),
