@@ -22,9 +22,11 @@ Per server and endpoint (``predict``, ``explain``):
 2. **low load**: open-loop Poisson arrivals at 20 % of one direct ONNX call's rate (the same
    rate for every server, a fixed number of requests); its p50 is compared with one **direct
    backend call** (tokenize + generate + decode in-process, no HTTP, no queue);
-3. **saturation**: open-loop at 1.5 × the server's own probed capacity; throughput counts
-   answers (200s) completed in the window, latency is measured from each request's *scheduled*
-   send time (no coordinated omission).
+3. **saturation**: open-loop at 1.5 × the server's own probed capacity, for several batch
+   cycles (the probe's mean latency); throughput counts answers (200s) completed in the window
+   after the first cycle, latency is measured from each request's *scheduled* send time (no
+   coordinated omission). Requests still waiting at the end are abandoned; the service drops
+   their queued work, the naive server cannot, so the next phase waits until it is idle.
 
 Goals (issue 5): predict throughput at saturation ≥ 2.5 × naive; p50 at low load within 10 %
 of one direct backend call.
@@ -32,6 +34,7 @@ of one direct backend call.
     .venv/bin/python bench/serve_load.py --quick      # short phases, 24-token rationales
     .venv/bin/python bench/serve_load.py              # full phases
     .venv/bin/python bench/serve_load.py --json /tmp/serve_load.json
+    .venv/bin/python bench/serve_load.py --quick --threads 1   # on a shared, busy host
 
 Figures compare servers within one run on one machine; a loaded or shared CPU moves them all.
 The load generator runs on the same machine and takes some of its CPU.
@@ -130,13 +133,15 @@ def questions(count: int = 200) -> list[str]:
 
 
 # ----- direct backend calls ------------------------------------------------------------------
-def direct_latency(bundle: Path, backend: str, texts: list[str], repeats: int) -> dict[str, float]:
+def direct_latency(
+    bundle: Path, backend: str, texts: list[str], repeats: int, threads: int
+) -> dict[str, float]:
     """Median seconds of one request's model work done in-process: tokenize, generate, decode."""
     from service.backends import Row
     from service.runtime import StudentModel
     from service.settings import Settings
 
-    model = StudentModel.open(Settings(bundle=bundle, backend=backend))
+    model = StudentModel.open(Settings(bundle=bundle, backend=backend, num_threads=threads))
     model.setup()
     model.warmup(1)
     prefixes = model.manifest.prefixes
@@ -160,7 +165,7 @@ def direct_latency(bundle: Path, backend: str, texts: list[str], repeats: int) -
 
 
 # ----- the naive server ----------------------------------------------------------------------
-def run_naive_server(bundle: Path, port: int) -> None:
+def run_naive_server(bundle: Path, port: int, threads: int) -> None:
     """FastAPI + model.generate, one request at a time: the baseline users write themselves."""
     import threading
 
@@ -170,6 +175,8 @@ def run_naive_server(bundle: Path, port: int) -> None:
 
     from training.student.bundle_io import load_student
 
+    if threads:
+        torch.set_num_threads(threads)
     model, tokenizer, manifest = load_student(bundle)
     lock = threading.Lock()
     app = FastAPI()
@@ -206,6 +213,8 @@ class Phase:
     name: str
     offered_rps: float
     seconds: float
+    #: answers completed before this many seconds are not counted (the pipeline fills up)
+    warmup: float = 0.0
     sent: int = 0
     ok: int = 0
     refused: int = 0  # 429/503
@@ -214,7 +223,7 @@ class Phase:
 
     @property
     def throughput(self) -> float:
-        return self.ok / self.seconds
+        return self.ok / (self.seconds - self.warmup)
 
     def percentile(self, q: float) -> float:
         if not self.latencies:
@@ -225,7 +234,8 @@ class Phase:
     def summary(self) -> dict[str, Any]:
         return {
             "offered_rps": round(self.offered_rps, 2),
-            "seconds": self.seconds,
+            "seconds": round(self.seconds, 2),
+            "warmup_s": round(self.warmup, 2),
             "sent": self.sent,
             "ok": self.ok,
             "refused": self.refused,
@@ -259,7 +269,7 @@ async def open_loop(url: str, endpoint: str, texts: list[str], phase: Phase, see
             done = loop.time()
             if response.status_code == 200:
                 phase.latencies.append(done - scheduled)
-                if done <= end:
+                if start + phase.warmup <= done <= end:
                     phase.ok += 1
             elif response.status_code in (429, 503):
                 phase.refused += 1
@@ -285,29 +295,45 @@ async def open_loop(url: str, endpoint: str, texts: list[str], phase: Phase, see
 
 async def closed_loop_capacity(
     url: str, endpoint: str, texts: list[str], clients: int, seconds: float
-) -> float:
-    """Answers per second with ``clients`` always waiting: the capacity estimate."""
+) -> tuple[float, float]:
+    """(answers per second, mean latency) with ``clients`` requests always outstanding.
+
+    Runs at least ``seconds`` and at least three rounds of ``clients`` answers, so that a server
+    answering in batches completes several batches; the rate is taken over the later two thirds
+    of the answers (the pipeline is full by then)."""
     import httpx
 
     limits = httpx.Limits(max_connections=clients + 4)
-    done = 0
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+    finished: list[float] = []
+    latencies: list[float] = []
+    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as client:
         loop = asyncio.get_running_loop()
-        end = loop.time() + seconds
+        start = loop.time()
+        hard_stop = start + max(20 * seconds, 600)
+
+        def more() -> bool:
+            now = loop.time()
+            enough = now - start >= seconds and len(finished) >= 3 * clients
+            return not enough and now < hard_stop
 
         async def worker(index: int) -> None:
-            nonlocal done
             i = index
-            while loop.time() < end:
+            while more():
+                sent = loop.time()
                 response = await client.post(
                     f"/v1/{endpoint}", json={"input": texts[i % len(texts)]}
                 )
-                if response.status_code == 200 and loop.time() <= end:
-                    done += 1
+                if response.status_code == 200:
+                    finished.append(loop.time())
+                    latencies.append(loop.time() - sent)
                 i += clients
 
         await asyncio.gather(*(worker(i) for i in range(clients)))
-    return done / seconds
+    finished.sort()
+    skip = len(finished) // 3
+    span = finished[-1] - finished[skip]
+    rate = (len(finished) - 1 - skip) / span if span > 0 else len(finished) / seconds
+    return rate, statistics.fmean(latencies)
 
 
 def wait_idle(url: str, timeout: float = 300) -> None:
@@ -336,10 +362,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(kind: str, bundle: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(kind: str, bundle: Path, port: int, threads: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if kind == "naive":
-        command = [sys.executable, __file__, "--naive-server", str(bundle), "--port", str(port)]
+        command = [
+            sys.executable,
+            __file__,
+            "--naive-server",
+            str(bundle),
+            "--port",
+            str(port),
+            "--threads",
+            str(threads),
+        ]
     else:
         command = [sys.executable, "-m", "service"]
         env.update(
@@ -348,6 +383,7 @@ def start_server(kind: str, bundle: Path, port: int) -> subprocess.Popen[bytes]:
                 "MINDMIRROR_PORT": str(port),
                 "MINDMIRROR_BACKEND": kind.removeprefix("ours-"),
                 "MINDMIRROR_LOG_LEVEL": "warning",
+                "MINDMIRROR_NUM_THREADS": str(threads),
             }
         )
     process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
@@ -388,22 +424,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--servers", default="naive,ours-onnx,ours-pytorch", help="comma-separated subset"
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="intra-op threads for every runtime and server alike (0 = library default); "
+        "on a shared, oversubscribed host use 1: spinning thread pools make timings meaningless",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--naive-server", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.naive_server:
-        run_naive_server(args.naive_server, args.port)
+        run_naive_server(args.naive_server, args.port, args.threads)
         return 0
 
     if args.quick:
         seconds = {"probe": 3.0, "saturation": 5.0}
-        low_requests = {"predict": 12, "explain": 8}
-        repeats = 6
+        low_requests = {"predict": 20, "explain": 8}
+        repeats = 8
+        cycles = 5
     else:
         seconds = {"probe": 5.0, "saturation": 20.0}
         low_requests = {"predict": 60, "explain": 30}
         repeats = 30
+        cycles = 10
     explain_tokens = args.explain_tokens or (24 if args.quick else 64)
     bundle = build_bundle(
         args.workdir / f"bundle-{args.predict_tokens}-{explain_tokens}",
@@ -413,8 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     texts = questions()
     print("direct backend calls ...", flush=True)
     direct = {
-        "onnx": direct_latency(bundle, "onnx", texts, repeats),
-        "pytorch": direct_latency(bundle, "pytorch", texts, repeats),
+        "onnx": direct_latency(bundle, "onnx", texts, repeats, args.threads),
+        "pytorch": direct_latency(bundle, "pytorch", texts, repeats, args.threads),
     }
     results: dict[str, Any] = {
         "direct_s": direct,
@@ -423,20 +468,22 @@ def main(argv: list[str] | None = None) -> int:
         "low_load_utilisation": LOW_LOAD,
         "predict_tokens": args.predict_tokens,
         "explain_tokens": explain_tokens,
+        "threads": args.threads,
     }
     for kind in args.servers.split(","):
         port = free_port()
         print(f"{kind}: starting ...", flush=True)
-        process = start_server(kind, bundle, port)
+        process = start_server(kind, bundle, port, args.threads)
         url = f"http://127.0.0.1:{port}"
         per_endpoint: dict[str, Any] = {}
         try:
             for endpoint in ("predict", "explain"):
                 # The naive server saturates with two clients; ours needs more than a batch.
                 clients = 4 if kind == "naive" else 48
-                capacity = asyncio.run(
+                capacity, cycle = asyncio.run(
                     closed_loop_capacity(url, endpoint, texts, clients, seconds["probe"])
                 )
+                wait_idle(url)
                 # Low load: 20 % utilisation of one direct call, the same for every server.
                 low_rate = LOW_LOAD / direct["onnx"][endpoint]
                 low = asyncio.run(
@@ -448,12 +495,15 @@ def main(argv: list[str] | None = None) -> int:
                         1,
                     )
                 )
+                # Saturation: 1.5 x capacity, long enough for several batch cycles; the first
+                # cycle (pipeline filling) is not counted.
+                window = max(seconds["saturation"], cycles * cycle)
                 saturation = asyncio.run(
                     open_loop(
                         url,
                         endpoint,
                         texts,
-                        Phase("saturation", 1.5 * capacity, seconds["saturation"]),
+                        Phase("saturation", 1.5 * capacity, window, warmup=cycle),
                         2,
                     )
                 )

@@ -165,6 +165,12 @@ async def _wait_for_disconnect(request: Request) -> None:
         await asyncio.sleep(0.05)  # some servers repeat an empty body message: do not spin
 
 
+def _timeout(timeout_s: float) -> RequestTimeout:
+    return RequestTimeout(
+        f"the request did not complete within {timeout_s:g} s (MINDMIRROR_REQUEST_TIMEOUT_S)"
+    )
+
+
 async def _wait(
     request: Request, batcher: Batcher, items: list[WorkItem], deadline: float, timeout_s: float
 ) -> list[list[int]]:
@@ -180,7 +186,8 @@ async def _wait(
             outputs = results.result()
             for output in outputs:
                 if isinstance(output, asyncio.CancelledError):
-                    raise RequestTimeout(f"the request took longer than {timeout_s:g} s")
+                    # The batcher dropped it: its deadline passed while it was queued.
+                    raise _timeout(timeout_s)
                 if isinstance(output, BaseException):
                     raise output
             return outputs
@@ -188,9 +195,7 @@ async def _wait(
         results.cancel()
         if watcher in done:
             raise ClientDisconnected("the client disconnected; its queued work was dropped")
-        raise RequestTimeout(
-            f"the request did not complete within {timeout_s:g} s (MINDMIRROR_REQUEST_TIMEOUT_S)"
-        )
+        raise _timeout(timeout_s)
     except asyncio.CancelledError:
         batcher.withdraw(items)
         results.cancel()

@@ -183,6 +183,7 @@ def resolve(
         if not (bundle / "model.safetensors").is_file():
             raise BundleError(f"bundle {bundle} has no model.safetensors for the PyTorch backend")
         verify_files(bundle, manifest, weights, "PyTorch weights")
+        _require_cuda(backend, chosen_device)
         return BackendSpec(
             "pytorch", chosen_device, None, bundle, bundle, manifest, ids, num_threads, options
         )
@@ -195,6 +196,7 @@ def resolve(
             + " or set MINDMIRROR_BACKEND=pytorch"
         )
     name, record = _pick_variant(manifest, runtime_key, variant, chosen_device)
+    _require_cuda(backend, chosen_device)
     path = _variant_path(bundle, record, runtime_key, name)
     if not path.is_dir():
         raise BundleError(f"bundle {bundle}: export folder {path} is missing")
@@ -203,6 +205,19 @@ def resolve(
     return BackendSpec(
         backend, chosen_device, name, bundle, path, manifest, ids, num_threads, options
     )
+
+
+def _require_cuda(backend: str, device: str) -> None:
+    if device == "cuda" and not _CUDA_PROBES[backend]():
+        hint = {
+            "onnx": "install onnxruntime-gpu (instead of onnxruntime) and expose a GPU",
+            "pytorch": "install a CUDA build of torch and expose a GPU",
+            "ctranslate2": "install a CUDA build of ctranslate2 and expose a GPU",
+        }[backend]
+        raise BackendError(
+            f"MINDMIRROR_DEVICE=cuda, but {_MODULES[backend]} cannot use CUDA here: {hint}, "
+            "or set MINDMIRROR_DEVICE=cpu"
+        )
 
 
 def _auto_backend(manifest: Manifest, bundle: Path) -> str:

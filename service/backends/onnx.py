@@ -78,6 +78,9 @@ class OnnxBackend(Backend[_Batch, list[list[int]]]):
         # shared host) spinning burns the quota the next operator needs. Measured on a busy
         # 2-core host: a t5-small encoder pass took 86 ms spinning, 50 ms not.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # ONNX Runtime prints its own warnings straight to stderr, outside the JSON logs; keep
+        # errors only.
+        options.log_severity_level = 3
         if self.device == "cuda":
             providers: list[Any] = [
                 ("CUDAExecutionProvider", {"device_id": self._device_id}),

@@ -157,6 +157,11 @@ def copy_bundle(source: Path, tmp_path: Path) -> Path:
 
 
 def test_selection_errors_are_clear(onnx_bundle: Path, tmp_path: Path) -> None:
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        with pytest.raises(BackendError, match="cannot use CUDA here.*onnxruntime-gpu"):
+            StudentModel.open(Settings(bundle=onnx_bundle, device="cuda"))
     with pytest.raises(BackendError, match=r"MINDMIRROR_VARIANT=int8.*\['fp32'\]"):
         StudentModel.open(Settings(bundle=onnx_bundle, variant="int8"))
     bundle = copy_bundle(onnx_bundle, tmp_path)
@@ -196,3 +201,11 @@ def test_limits_are_checked_against_the_manifest(onnx_bundle: Path) -> None:
         resolve_limits(Settings(bundle=onnx_bundle, max_input_tokens=512), manifest)
     with pytest.raises(SettingsError, match="MINDMIRROR_MAX_BATCH_TOKENS=100"):
         resolve_limits(Settings(bundle=onnx_bundle, max_batch_tokens=100), manifest)
+
+
+def test_long_inputs_are_cut_when_truncation_is_on(onnx_bundle: Path) -> None:
+    model = StudentModel.open(Settings(bundle=onnx_bundle, truncate_input=True))
+    long_input = "predict: " + " ".join(["apples"] * 300)
+    [ids] = model.encode_inputs([long_input], ["input"])
+    assert len(ids) == 128
+    assert ids[-1] == model.codec.ids.eos

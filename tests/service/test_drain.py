@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -88,7 +89,14 @@ def test_sigterm_drains_accepted_requests(onnx_bundle: Path, tmp_path: Path) -> 
     # Every request that was queued when the signal came (2 generations each) got its answer.
     assert len(answered) >= depth_at_signal / 2
     assert all(r.json()["rationale"] for r in answered)
-    assert "draining" in output
     assert "Traceback" not in output
+    # Structured logs: JSON objects; each request has one access line with its request id.
+    events = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert any(e["message"].startswith("draining") for e in events)
+    access = [
+        e for e in events if e["logger"] == "mindmirror.access" and e["path"] == "/v1/explain"
+    ]
+    assert len(access) == len(results) - sum(isinstance(r, httpx.ConnectError) for r in results)
+    assert all(len(e["request_id"]) == 32 and e["status"] in (200, 503) for e in access)
     with __import__("pytest").raises(httpx.ConnectError):
         httpx.get(f"{url}/healthz", timeout=2)

@@ -113,6 +113,18 @@ def test_every_endpoint_answers(server, questions: list[str]) -> None:
             == 1
         )
         assert metric(text, "mindmirror_generated_tokens_total", endpoint="explain") > 0
+        # Every metric docs/contracts.md promises the dashboard and the HPA.
+        for name in (
+            "mindmirror_requests_total",
+            "mindmirror_request_latency_seconds_bucket",
+            "mindmirror_queue_wait_seconds_bucket",
+            "mindmirror_inference_seconds_bucket",
+            "mindmirror_batch_size_bucket",
+            "mindmirror_queue_depth",
+            "mindmirror_generated_tokens_total",
+            "mindmirror_model_info",
+        ):
+            assert f"\n{name}{{" in text, name
         assert client.get("/openapi.json").status_code == 200  # development: docs on
 
 
