@@ -31,6 +31,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from student.errors import MindmirrorError
+from student.files import readable_by_all
 from student.formats import DEFAULT_PREFIXES, Prefixes
 
 __all__ = [
@@ -96,6 +97,10 @@ class EvaluationResult(BaseModel):
     accuracy: float
     per_class: dict[str, dict[str, float]] | None = None
     runtime: str = "pytorch"
+    #: what was scored: the task answers, or the self-evaluation verdicts against the teacher's
+    target: Literal["task", "self_evaluation"] = "task"
+    #: share of outputs that parse as a label (or verdict) at all
+    valid_rate: float | None = None
     evaluated_at: str = Field(
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds")
     )
@@ -130,10 +135,15 @@ def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
 
 
 def _bundle_files(root: Path) -> list[Path]:
+    # Hidden files *and everything under hidden directories* are not part of the bundle: that
+    # is where writers stage their work (``atomic_directory``'s temporaries, an interrupted
+    # export's ``.export-*``), which must never end up in the checksums.
     return sorted(
         path
         for path in root.rglob("*")
-        if path.is_file() and path.name not in _IGNORED_NAMES and not path.name.startswith(".")
+        if path.is_file()
+        and path.name not in _IGNORED_NAMES
+        and not any(part.startswith(".") for part in path.relative_to(root).parts)
     )
 
 
@@ -154,6 +164,7 @@ def write_manifest(root: str | Path, manifest: Manifest) -> Manifest:
             handle.write(manifest.model_dump_json(indent=2) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
+        readable_by_all(Path(tmp_name))
         os.replace(tmp_name, target)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
@@ -227,6 +238,7 @@ def atomic_directory(target: str | Path, force: bool = False) -> Iterator[Path]:
         raise FileExistsError(f"{target} already exists; pass --force to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    readable_by_all(tmp)
     try:
         yield tmp
         if target.exists():

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from student.errors import MindmirrorError
+from student.files import readable_by_all
 
 __all__ = ["DataFileError", "iter_jsonl", "read_json_records", "write_jsonl_atomic"]
 
@@ -78,6 +79,7 @@ def write_jsonl_atomic(path: str | Path, records: Iterable[dict[str, Any]]) -> i
                 count += 1
             handle.flush()
             os.fsync(handle.fileno())
+        readable_by_all(Path(tmp_name))
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

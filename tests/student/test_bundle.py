@@ -27,6 +27,17 @@ def test_manifest_records_every_file(tmp_path: Path) -> None:
     assert load_manifest(tmp_path / "b").files == manifest.files
 
 
+def test_files_under_hidden_directories_are_not_part_of_the_bundle(tmp_path: Path) -> None:
+    """Staging directories (an interrupted export's ``.export-*``) never enter the checksums."""
+    root = tmp_path / "b"
+    _make_bundle(root)
+    (root / ".export-abc" / "onnx").mkdir(parents=True)
+    (root / ".export-abc" / "onnx" / "encoder_model.onnx").write_bytes(b"half written")
+    (root / ".export.lock").write_bytes(b"")
+    manifest = write_manifest(root, load_manifest(root))
+    assert set(manifest.files) == {"model.safetensors", "onnx/encoder_model.onnx"}
+
+
 def test_tampered_file_is_refused(tmp_path: Path) -> None:
     _make_bundle(tmp_path / "b")
     (tmp_path / "b" / "onnx" / "encoder_model.onnx").write_bytes(b"evil")
@@ -82,3 +93,13 @@ def test_atomic_directory_keeps_target_on_failure(tmp_path: Path) -> None:
         (tmp / "a").write_text("3")
     assert (target / "a").read_text() == "3"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_written_bundle_is_readable_by_other_users(tmp_path: Path) -> None:
+    # The serving container runs as a different uid than the user who trained the bundle.
+    target = tmp_path / "out"
+    with atomic_directory(target) as tmp:
+        (tmp / "model.safetensors").write_bytes(b"w")
+        write_manifest(tmp, Manifest(task="svamp"))
+    assert target.stat().st_mode & 0o005 == 0o005
+    assert (target / MANIFEST_NAME).stat().st_mode & 0o004

@@ -152,3 +152,9 @@ def test_minds_mirror_flat_file_must_match_log(shared_data: Path, tmp_path: Path
     (copy / "svamp_tree2_train.json").write_text("\n".join(rows) + "\n")
     with pytest.raises(DataFileError, match="does not match the log"):
         load_minds_mirror(copy, "train")
+
+
+def test_written_set_is_readable_by_other_users(tmp_path: Path) -> None:
+    path = tmp_path / "set.jsonl"
+    write_distillation_set(path, [_record("a")])
+    assert path.stat().st_mode & 0o044 == 0o044

@@ -1,0 +1,303 @@
+"""Turn a distillation set into the student's multi-task training pairs.
+
+A *pair* is one source with its two targets, trained together (distilling-step-by-step's
+task-prefix scheme): ``predict: <x>`` → label and ``explain: <x>`` → rationale.
+
+- Stage 1 (self-evaluation): x = the question with one teacher chain of thought; label = the
+  teacher's verdict, rationale = the evaluation's rationale. One pair per parsed
+  self-evaluation.
+- Stage 2 (chain of thought): x = the question; label = the k-th CoT's pseudo-label
+  (``label_source="teacher"``) or the human label (``"human"``), rationale = the k-th CoT's
+  rationale. One pair per parsed CoT.
+
+Teacher outputs that cannot be used are skipped and counted by reason, so a run can say what
+it left out. Inputs are built with the manifest's :class:`~student.formats.Prefixes`, never
+literal strings.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from student.distillation import DistillationRecord, TeacherCoT
+from student.errors import MindmirrorError
+from student.formats import DEFAULT_PREFIXES, Prefixes, Verdict
+from student.tasks import Example, Task, TaskDataError
+
+__all__ = [
+    "BuildResult",
+    "LabelSource",
+    "NoUsableDataError",
+    "Stage",
+    "TrainingPair",
+    "build_cot_pairs",
+    "build_cot_validation",
+    "build_self_evaluation_pairs",
+    "cot_judge",
+    "cot_reasoning_text",
+    "majority_label",
+    "split_records",
+    "verdict_judge",
+    "verdict_of",
+]
+
+Stage = Literal["self_evaluation", "cot"]
+LabelSource = Literal["teacher", "human"]
+
+
+class NoUsableDataError(MindmirrorError, ValueError):
+    """Nothing in the data can be trained on (every output unparseable, no labels...)."""
+
+
+@dataclass(frozen=True)
+class TrainingPair:
+    """One source with its predict and explain targets."""
+
+    record_id: str
+    stage: Stage
+    predict_input: str
+    label: str
+    explain_input: str
+    rationale: str
+    #: the record's example, for task answer parsing during validation (CQA needs the choices)
+    example: Example | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass
+class BuildResult:
+    pairs: list[TrainingPair]
+    #: reason -> how many teacher outputs were skipped for it
+    skipped: Counter[str] = field(default_factory=Counter)
+    #: teacher outputs looked at (CoTs for stage 2, self-evaluations for stage 1)
+    considered: int = 0
+
+    def describe(self) -> str:
+        used = f"{len(self.pairs)} pairs from {self.considered} teacher outputs"
+        if not self.skipped:
+            return used
+        reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(self.skipped.items()))
+        return f"{used} (skipped: {reasons})"
+
+
+def cot_reasoning_text(task: Task, cot: TeacherCoT, example: Example | None = None) -> str:
+    """The chain of thought as the teacher's self-evaluation saw it: its text, trimmed of any
+    run-on few-shot continuation; rebuilt from rationale and answer if the text is empty."""
+    text = task.trim_completion(cot.text)
+    if text:
+        return text
+    if cot.answer is not None:
+        return task.format_cot(cot.rationale, cot.answer, example)
+    return cot.rationale.strip()
+
+
+def _check_count(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise ValueError(f"{name} must be at least 1 (or None for all), not {value}")
+
+
+def build_self_evaluation_pairs(
+    records: Sequence[DistillationRecord],
+    task: Task,
+    *,
+    prefixes: Prefixes = DEFAULT_PREFIXES,
+    num_cots: int | None = None,
+    num_self_evaluations: int | None = None,
+) -> BuildResult:
+    """Stage-1 pairs: one per parsed self-evaluation of the first ``num_cots`` CoTs (all when
+    ``None``), using the first ``num_self_evaluations`` evaluations of each."""
+    _check_count("num_cots", num_cots)
+    _check_count("num_self_evaluations", num_self_evaluations)
+    result = BuildResult(pairs=[])
+    for record in records:
+        example = record.example()
+        for cot in record.cots[:num_cots]:
+            reasoning = cot_reasoning_text(task, cot, example)
+            for evaluation in cot.self_evaluations[:num_self_evaluations]:
+                result.considered += 1
+                if evaluation.verdict is None:
+                    result.skipped["self-evaluations without a verdict"] += 1
+                    continue
+                if not evaluation.rationale.strip():
+                    result.skipped["self-evaluations without a rationale"] += 1
+                    continue
+                if not reasoning:
+                    result.skipped["self-evaluations of an empty chain of thought"] += 1
+                    continue
+                result.pairs.append(
+                    TrainingPair(
+                        record_id=record.id,
+                        stage="self_evaluation",
+                        predict_input=prefixes.self_eval_input(
+                            record.question, reasoning, "predict"
+                        ),
+                        label=evaluation.verdict.value,
+                        explain_input=prefixes.self_eval_input(
+                            record.question, reasoning, "explain"
+                        ),
+                        rationale=evaluation.rationale.strip(),
+                        example=example,
+                    )
+                )
+    return result
+
+
+def build_cot_pairs(
+    records: Sequence[DistillationRecord],
+    task: Task,
+    *,
+    prefixes: Prefixes = DEFAULT_PREFIXES,
+    num_cots: int | None = None,
+    label_source: LabelSource = "teacher",
+    need_rationale: bool = True,
+) -> BuildResult:
+    """Stage-2 pairs: one per parsed CoT among the first ``num_cots`` of each record.
+
+    With ``label_source="teacher"`` a CoT is usable when its pseudo-label parsed; with
+    ``"human"`` the record must have a human label (the CoT's own answer is then not needed,
+    as in distilling-step-by-step, which pairs teacher rationales with gold labels).
+    ``need_rationale=False`` (standard distillation, labels only) keeps CoTs whose rationale
+    is empty.
+    """
+    _check_count("num_cots", num_cots)
+    if label_source not in ("teacher", "human"):
+        raise ValueError(f"label_source must be 'teacher' or 'human', not {label_source!r}")
+    result = BuildResult(pairs=[])
+    for record in records:
+        example = record.example()
+        for cot in record.cots[:num_cots]:
+            result.considered += 1
+            if label_source == "human":
+                if record.label is None:
+                    result.skipped["CoTs of examples without a human label"] += 1
+                    continue
+                label = record.label
+            else:
+                if cot.answer is None:
+                    result.skipped["CoTs without a parseable answer"] += 1
+                    continue
+                label = cot.answer
+            if need_rationale and not cot.rationale.strip():
+                result.skipped["CoTs without a rationale"] += 1
+                continue
+            result.pairs.append(
+                TrainingPair(
+                    record_id=record.id,
+                    stage="cot",
+                    predict_input=prefixes.cot_input(record.question, "predict"),
+                    label=label,
+                    explain_input=prefixes.cot_input(record.question, "explain"),
+                    rationale=cot.rationale.strip(),
+                    example=example,
+                )
+            )
+    return result
+
+
+def majority_label(task: Task, record: DistillationRecord) -> str | None:
+    """The teacher's most frequent parsed answer (ties: the earliest), judged by the task's
+    equality so that ``(84 / 2)`` and ``84/2`` vote together."""
+    groups: list[tuple[str, int]] = []
+    for cot in record.cots:
+        if cot.answer is None:
+            continue
+        for position, (representative, votes) in enumerate(groups):
+            if task.is_correct(cot.answer, representative):
+                groups[position] = (representative, votes + 1)
+                break
+        else:
+            groups.append((cot.answer, 1))
+    if not groups:
+        return None
+    return max(groups, key=lambda group: group[1])[0]  # max keeps the first of equal counts
+
+
+def build_cot_validation(
+    records: Sequence[DistillationRecord],
+    task: Task,
+    *,
+    prefixes: Prefixes = DEFAULT_PREFIXES,
+    label_source: LabelSource = "teacher",
+) -> BuildResult:
+    """Stage-2 validation: one pair per held-out example, whatever N is.
+
+    The gold label is the human one when the example has it (the measure we care about), else
+    the teacher's majority answer. The rationale (used for the validation loss) is that of the
+    first CoT agreeing with the gold label, else the first one with a rationale.
+    """
+    result = BuildResult(pairs=[])
+    for record in records:
+        result.considered += 1
+        gold = record.label if record.label is not None else None
+        if gold is None and label_source == "teacher":
+            gold = majority_label(task, record)
+        if gold is None:
+            result.skipped["held-out examples without a label"] += 1
+            continue
+        with_rationale = [cot for cot in record.cots if cot.rationale.strip()]
+        agreeing = [cot for cot in with_rationale if task.is_correct(cot.answer, gold)]
+        chosen = (agreeing or with_rationale or [None])[0]
+        example = record.example()
+        result.pairs.append(
+            TrainingPair(
+                record_id=record.id,
+                stage="cot",
+                predict_input=prefixes.cot_input(record.question, "predict"),
+                label=gold,
+                explain_input=prefixes.cot_input(record.question, "explain"),
+                rationale=chosen.rationale.strip() if chosen is not None else "",
+                example=example,
+            )
+        )
+    return result
+
+
+def split_records(
+    records: Sequence[DistillationRecord], val_fraction: float, seed: int
+) -> tuple[list[DistillationRecord], list[DistillationRecord]]:
+    """Carve a validation split from the training records, by example (never by pair: the
+    CoTs and evaluations of one question must not sit on both sides)."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), not {val_fraction}")
+    if val_fraction == 0.0 or len(records) < 2:
+        return list(records), []
+    order = list(range(len(records)))
+    random.Random(seed).shuffle(order)  # noqa: S311 (seeded split, not crypto)
+    size = min(len(records) - 1, max(1, round(len(records) * val_fraction)))
+    held_out = set(order[:size])
+    train = [r for i, r in enumerate(records) if i not in held_out]
+    val = [r for i, r in enumerate(records) if i in held_out]
+    return train, val
+
+
+def verdict_of(text: str) -> Verdict | None:
+    """A student's generated verdict (``correct``/``wrong``/``uncertain``), or ``None``."""
+    word = text.strip().strip(".").lower()
+    if word == "incorrect":
+        return Verdict.WRONG
+    try:
+        return Verdict(word)
+    except ValueError:
+        return None
+
+
+def cot_judge(task: Task) -> Callable[[str, TrainingPair], tuple[bool, bool]]:
+    """Judge a generated stage-2 label: (parsed as a label, correct against the pair's)."""
+
+    def judge(text: str, pair: TrainingPair) -> tuple[bool, bool]:
+        try:
+            parsed = task.parse_label(text, pair.example)
+        except TaskDataError:
+            parsed = None
+        return parsed is not None, parsed is not None and task.is_correct(parsed, pair.label)
+
+    return judge
+
+
+def verdict_judge(text: str, pair: TrainingPair) -> tuple[bool, bool]:
+    """Judge a generated stage-1 verdict against the teacher's."""
+    verdict = verdict_of(text)
+    return verdict is not None, verdict is not None and verdict.value == pair.label
