@@ -18,7 +18,12 @@ from student import __version__
 from student.errors import MindmirrorError
 
 # Order is the order of the help text: the pipeline's order.
-COMMAND_MODULES: tuple[str, ...] = ("training.teacher.cli", "service.cli")
+COMMAND_MODULES: tuple[str, ...] = (
+    "training.teacher.cli",
+    "training.student.cli",
+    "export.cli",
+    "service.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,14 +1,17 @@
 """CTranslate2 backend, used when the bundle carries a ``ctranslate2/<variant>`` export and the
 ``ctranslate2`` package is installed (``pip install 'mindmirror[ctranslate2]'``).
 
-CTranslate2 reads and writes token strings, so rows are mapped through the bundle's tokenizer
-vocabulary both ways. Like ``generate``, one ``translate_batch`` call takes one decoding
-configuration: a batch is split into groups sharing (``max_new_tokens``, temperature, top-k,
-seed). A cancelled row is not stopped mid-batch (CTranslate2 can only stop a whole batch).
+CTranslate2 reads and writes token strings, so rows are mapped through the variant's own
+vocabulary (``shared_vocabulary.json``: token strings in model id order, written by the
+converter); the tokenizer's vocabulary is the fallback when that file is absent. Like
+``generate``, one ``translate_batch`` call takes one decoding configuration: a batch is split
+into groups sharing (``max_new_tokens``, temperature, top-k, seed). A cancelled row is not
+stopped mid-batch (CTranslate2 can only stop a whole batch).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +49,25 @@ class CTranslate2Backend(Backend[_Packed, list[tuple[list[int], list[Any]]]]):
             intra_threads=self.spec.num_threads,
             inter_threads=1,
         )
-        self._end = self.codec.id_to_token(self.ids.eos)
+        self._tokens, self._ids = self._vocabulary()
+        self._end = self._tokens[self.ids.eos]
+
+    def _vocabulary(self) -> tuple[list[str], dict[str, int]]:
+        path = self.spec.path / "shared_vocabulary.json"
+        if path.is_file():
+            tokens = [str(t) for t in json.loads(path.read_text(encoding="utf-8"))]
+        else:
+            size = self.ids.vocab_size
+            tokens = []
+            for token_id in range(size):
+                try:
+                    tokens.append(self.codec.id_to_token(token_id))
+                except KeyError:
+                    tokens.append(f"<unused_{token_id}>")
+        ids: dict[str, int] = {}
+        for token_id, token in enumerate(tokens):
+            ids.setdefault(token, token_id)  # a repeated string maps to its first id
+        return tokens, ids
 
     def decode(self, rows: Sequence[Row]) -> _Packed:
         groups: dict[tuple[int, float, int, int | None], list[int]] = {}
@@ -58,7 +79,7 @@ class CTranslate2Backend(Backend[_Packed, list[tuple[list[int], list[Any]]]]):
                 row.seed if row.sampled else None,
             )
             groups.setdefault(key, []).append(index)
-        tokens = [[self.codec.id_to_token(i) for i in row.input_ids] for row in rows]
+        tokens = [[self._tokens[i] for i in row.input_ids] for row in rows]
         return _Packed(rows, groups, tokens)
 
     def predict(self, batch: _Packed) -> list[tuple[list[int], list[Any]]]:
@@ -87,6 +108,6 @@ class CTranslate2Backend(Backend[_Packed, list[tuple[list[int], list[Any]]]]):
         generated: list[list[int]] = [[] for _ in rows]
         for indices, results in output:
             for index, result in zip(indices, results, strict=True):
-                ids = [self.codec.token_to_id(token) for token in result.hypotheses[0]]
+                ids = [self._ids[token] for token in result.hypotheses[0]]
                 generated[index] = self._trim(ids, rows[index])
         return generated
