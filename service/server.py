@@ -10,7 +10,6 @@ worker. The process exits 0 after a drain, 1 when the model could not be loaded.
 from __future__ import annotations
 
 import logging
-import signal
 from types import FrameType
 
 import uvicorn
@@ -27,7 +26,8 @@ logger = logging.getLogger("mindmirror.service")
 
 class DrainingServer(uvicorn.Server):
     """uvicorn's server, plus: the app learns about the signal before the socket closes, and the
-    signal is not re-raised after a clean drain (uvicorn would die by it, exit status 143)."""
+    signal is not re-raised after a clean drain (uvicorn would die by it: exit status 143 after
+    SIGTERM, a KeyboardInterrupt after Ctrl-C)."""
 
     def __init__(self, config: uvicorn.Config, state: ServiceState) -> None:
         super().__init__(config)
@@ -37,8 +37,10 @@ class DrainingServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self.state.begin_drain()
         super().handle_exit(sig, frame)
-        if sig == signal.SIGTERM and signal.SIGTERM in self._captured_signals:
-            self._captured_signals.remove(signal.SIGTERM)
+        # A drained shutdown is a success; only a forced one (a second Ctrl-C) keeps uvicorn's
+        # re-raise of the signal.
+        if not self.force_exit and sig in self._captured_signals:
+            self._captured_signals.remove(sig)
 
     def _fatal(self) -> None:
         self.should_exit = True
