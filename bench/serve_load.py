@@ -65,6 +65,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The service makes torch's OpenMP threads sleep when idle (service/backends/pytorch.py); every
+# process here (the naive server and the direct calls inherit it) does the same, so ratios
+# measure batching and runtimes, not OpenMP's spin policy on a shared host.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 LOW_LOAD = 0.2  # utilisation of the low-load phase
 

@@ -47,6 +47,9 @@ def _onnx_cuda_available() -> bool:
 def _torch_cuda_available() -> bool:
     if not _installed("torch"):
         return False
+    from service.backends.pytorch import prefer_passive_openmp
+
+    prefer_passive_openmp()
     import torch
 
     return bool(torch.cuda.is_available())

@@ -18,7 +18,18 @@ from typing import Any
 
 from service.backends.base import Backend, BackendError, Row
 
-__all__ = ["PyTorchBackend"]
+__all__ = ["PyTorchBackend", "prefer_passive_openmp"]
+
+
+def prefer_passive_openmp() -> None:
+    """Make torch's idle OpenMP threads sleep rather than spin, unless the user chose.
+
+    Read once, when torch loads its OpenMP runtime, so this runs before the first ``import
+    torch`` of the serving process. Spinning threads burn the CPU the next operator (or the
+    event loop) needs under a container CPU limit or on a shared host: measured with one
+    competing busy process on 2 cores, a t5-small predict took 622 ms spinning, 214 ms passive.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @dataclass
@@ -41,6 +52,7 @@ class PyTorchBackend(Backend[_Packed, list[tuple[_Group, Any]]]):
     name = "pytorch"
 
     def setup(self) -> None:
+        prefer_passive_openmp()
         try:
             import torch
             from transformers import T5ForConditionalGeneration
