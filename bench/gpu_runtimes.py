@@ -133,7 +133,7 @@ def make_runners(model_dir: Path, paths: dict[str, Path], dry_run: bool) -> dict
     """
     import onnxruntime as ort
     import torch
-    from transformers import AutoTokenizer, GenerationConfig, T5ForConditionalGeneration
+    from transformers import AutoTokenizer, T5ForConditionalGeneration
 
     from export.runtime import Ct2Seq2Seq, OnnxSeq2Seq, read_special_tokens
 
@@ -146,15 +146,7 @@ def make_runners(model_dir: Path, paths: dict[str, Path], dry_run: bool) -> dict
 
     def torch_runner(model: Any) -> Runner:
         def run(ids: Any, mask: Any, n: int, on_step: Any = None, **_: Any) -> list[list[int]]:
-            config = GenerationConfig(
-                max_new_tokens=n,
-                min_new_tokens=n,
-                do_sample=False,
-                num_beams=1,
-                decoder_start_token_id=special.decoder_start,
-                eos_token_id=special.eos,
-                pad_token_id=special.pad,
-            )
+            config = special.greedy_config(n, exact=True)
             with torch.inference_mode():
                 out = model.generate(
                     input_ids=torch.from_numpy(ids).to(device),

@@ -130,7 +130,7 @@ def make_runners(
 ) -> dict[str, Callable[[Any, Any, int], list[list[int]]]]:
     """name -> run(input_ids, attention_mask, new_tokens) returning the generated rows."""
     import torch
-    from transformers import AutoTokenizer, GenerationConfig, T5ForConditionalGeneration
+    from transformers import AutoTokenizer, T5ForConditionalGeneration
 
     from export.runtime import Ct2Seq2Seq, OnnxSeq2Seq, read_special_tokens
 
@@ -139,15 +139,7 @@ def make_runners(
     model = T5ForConditionalGeneration.from_pretrained(model_dir).eval()
 
     def pytorch(input_ids: Any, attention_mask: Any, new_tokens: int) -> list[list[int]]:
-        config = GenerationConfig(
-            max_new_tokens=new_tokens,
-            min_new_tokens=new_tokens,
-            do_sample=False,
-            num_beams=1,
-            decoder_start_token_id=special.decoder_start,
-            eos_token_id=special.eos,
-            pad_token_id=special.pad,
-        )
+        config = special.greedy_config(new_tokens, exact=True)
         with torch.inference_mode():
             out = model.generate(
                 input_ids=torch.from_numpy(input_ids),

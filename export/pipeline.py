@@ -35,6 +35,7 @@ from student.bundle import (
     verify_checksums,
     write_manifest,
 )
+from student.files import atomic_write_text
 from student.tasks import Task, get_task
 
 if TYPE_CHECKING:
@@ -181,18 +182,10 @@ def _reference_generate(
 ) -> tuple[list[list[int]], np.ndarray]:
     """PyTorch greedy decoding: outputs cut after the end token, and logits per step."""
     import torch
-    from transformers import GenerationConfig
 
     from export.runtime import cut_after_eos
 
-    config = GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        num_beams=1,
-        decoder_start_token_id=special.decoder_start,
-        eos_token_id=special.eos,
-        pad_token_id=special.pad,
-    )
+    config = special.greedy_config(max_new_tokens)
     with torch.inference_mode():
         out = model.generate(
             input_ids=torch.from_numpy(input_ids),
@@ -537,21 +530,7 @@ def _exports_record(report: dict[str, Any], options: ExportOptions, opset: int) 
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        # mkstemp makes the file private; the report is read by the service and by people.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def _swap_into_place(bundle: Path, staging: Path, names: Sequence[str]) -> None:

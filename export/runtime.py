@@ -53,6 +53,24 @@ class SpecialTokens:
     eos: int
     pad: int
 
+    def greedy_config(self, max_new_tokens: int, exact: bool = False) -> Any:
+        """A transformers ``GenerationConfig`` for plain greedy decoding with these ids.
+
+        ``exact`` forces exactly ``max_new_tokens`` (benchmarks: random-init models would stop
+        at different lengths in each runtime otherwise).
+        """
+        from transformers import GenerationConfig
+
+        return GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=max_new_tokens if exact else 0,
+            do_sample=False,
+            num_beams=1,
+            decoder_start_token_id=self.decoder_start,
+            eos_token_id=self.eos,
+            pad_token_id=self.pad,
+        )
+
 
 def read_special_tokens(bundle: str | Path) -> SpecialTokens:
     """Decoder start, end and pad token ids from the bundle's ``config.json``."""

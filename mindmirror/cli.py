@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "training.teacher.cli",
     "training.student.cli",
     "export.cli",
+    "service.cli",
     "mindmirror.demo",
 )
 

@@ -31,7 +31,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from student.errors import MindmirrorError
-from student.files import readable_by_all
+from student.files import atomic_write_text, readable_by_all
 from student.formats import DEFAULT_PREFIXES, Prefixes
 
 __all__ = [
@@ -157,18 +157,7 @@ def write_manifest(root: str | Path, manifest: Manifest) -> Manifest:
     """Checksum the directory's files into ``manifest`` and write it (atomically)."""
     root = Path(root)
     manifest = manifest.model_copy(update={"files": compute_checksums(root)})
-    target = root / MANIFEST_NAME
-    fd, tmp_name = tempfile.mkstemp(prefix=".mindmirror.", suffix=".json", dir=root)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(manifest.model_dump_json(indent=2) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        readable_by_all(Path(tmp_name))
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    atomic_write_text(root / MANIFEST_NAME, manifest.model_dump_json(indent=2) + "\n")
     return manifest
 
 

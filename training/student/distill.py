@@ -43,6 +43,7 @@ from student.distillation import (
     parse_stats,
 )
 from student.errors import MindmirrorError
+from student.files import atomic_write_text
 from student.formats import DEFAULT_PREFIXES
 from student.tasks import Task, get_task
 from training.student.examples import (
@@ -254,9 +255,7 @@ def _check_run_record(work: Path, config: DistillConfig, data_fingerprint: str) 
             )
         return
     work.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(expected, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(expected, indent=2))
 
 
 def training_texts(records: Sequence[DistillationRecord], task: Task) -> list[str]:

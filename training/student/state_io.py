@@ -11,14 +11,14 @@ back exactly what went in.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+
+from student.files import atomic_path, atomic_write_text
 
 __all__ = ["load_state", "save_state", "state_exists"]
 
@@ -69,17 +69,6 @@ def _decode(value: Any, tensors: dict[str, torch.Tensor], device: str | torch.de
     return value
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp_name)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
 def save_state(state: Any, directory: str | Path, name: str) -> None:
     """Write ``state`` as ``<name>.safetensors`` + ``<name>.json`` in ``directory``."""
     directory = Path(directory)
@@ -87,11 +76,9 @@ def save_state(state: Any, directory: str | Path, name: str) -> None:
     tensors: dict[str, torch.Tensor] = {}
     structure = _encode(state, tensors)
     # Tensors first: the JSON is the marker that the pair is complete.
-    _atomic_write(directory / f"{name}.safetensors", lambda p: save_file(tensors, p))
-    _atomic_write(
-        directory / f"{name}.json",
-        lambda p: Path(p).write_text(json.dumps(structure), encoding="utf-8"),
-    )
+    with atomic_path(directory / f"{name}.safetensors") as tmp:
+        save_file(tensors, str(tmp))
+    atomic_write_text(directory / f"{name}.json", json.dumps(structure))
 
 
 def state_exists(directory: str | Path, name: str) -> bool:

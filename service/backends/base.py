@@ -1,0 +1,122 @@
+"""The one small interface every inference runtime implements.
+
+A backend turns rows of input token ids into rows of generated token ids, nothing more: it
+never sees HTTP, text, queues or tasks. The contract follows LitServe's ``decode → predict →
+encode``: :meth:`Backend.decode` packs the rows into the runtime's native batch (padded arrays,
+tensors, token strings), :meth:`Backend.predict` is the model call, :meth:`Backend.encode`
+unpacks the native output back into one id list per row. All three run on the model worker
+thread (see :mod:`service.batching`), never on the event loop.
+
+Generated ids exclude the decoder start token and the end-of-sequence token, and are cut at
+each row's own ``max_new_tokens``.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
+
+from service.text import ModelIds, TextCodec
+from student.bundle import Manifest
+from student.errors import MindmirrorError
+
+__all__ = ["Backend", "BackendError", "BackendSpec", "Row"]
+
+Native = TypeVar("Native")
+Output = TypeVar("Output")
+
+
+class BackendError(MindmirrorError, RuntimeError):
+    """The requested backend cannot run here (not installed, no export, wrong device...)."""
+
+
+@dataclass(eq=False)
+class Row:
+    """One generation: an encoded input and how to decode it."""
+
+    input_ids: list[int]
+    max_new_tokens: int
+    #: 0 = greedy; > 0 = sample from softmax(logits / temperature)
+    temperature: float = 0.0
+    #: sample among the k most likely tokens (0 = all); ignored when greedy
+    top_k: int = 0
+    seed: int | None = None
+    #: set by the HTTP layer when nobody waits for the answer any more (client gone, timeout);
+    #: backends that decode step by step stop the row at the next step
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def sampled(self) -> bool:
+        return self.temperature > 0
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """Everything a backend needs to load: resolved by :func:`service.backends.resolve`."""
+
+    name: str
+    device: str
+    variant: str | None
+    bundle: Path
+    #: folder of the variant's files (the bundle itself for PyTorch)
+    path: Path
+    manifest: Manifest
+    ids: ModelIds
+    num_threads: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(ABC, Generic[Native, Output]):
+    """Base class of the runtimes. Subclasses implement setup/decode/predict/encode."""
+
+    name: ClassVar[str]
+
+    def __init__(self, spec: BackendSpec, codec: TextCodec) -> None:
+        self.spec = spec
+        self.codec = codec
+        self.ids = spec.ids
+
+    @property
+    def device(self) -> str:
+        return self.spec.device
+
+    @property
+    def variant(self) -> str:
+        return self.spec.variant or "safetensors"
+
+    @abstractmethod
+    def setup(self) -> None:
+        """Load the model (sessions, weights) on the device. Called once, on the worker."""
+
+    @abstractmethod
+    def decode(self, rows: Sequence[Row]) -> Native:
+        """Pack rows into the runtime's native batch."""
+
+    @abstractmethod
+    def predict(self, batch: Native) -> Output:
+        """Run generation on a packed batch."""
+
+    @abstractmethod
+    def encode(self, output: Output, rows: Sequence[Row]) -> list[list[int]]:
+        """Unpack the runtime's output into generated ids, one list per row, in row order."""
+
+    def __call__(self, rows: Sequence[Row]) -> list[list[int]]:
+        if not rows:
+            return []
+        return self.encode(self.predict(self.decode(rows)), rows)
+
+    def close(self) -> None:
+        """Release the runtime's resources."""
+
+    # Shared helper: cut a generated sequence at EOS and at the row's own budget.
+    def _trim(self, ids: Sequence[int], row: Row) -> list[int]:
+        out: list[int] = []
+        for token in ids:
+            if token == self.ids.eos or len(out) >= row.max_new_tokens:
+                break
+            out.append(int(token))
+        return out

@@ -1,0 +1,263 @@
+"""The student as the HTTP layer sees it: texts in, texts out, a backend behind it.
+
+:meth:`StudentModel.open` does every check that needs no model in memory (manifest and
+checksums, tokenizer, backend choice, limits against the manifest), so a bad bundle or setting
+fails before the server binds its port. :meth:`StudentModel.setup` and :meth:`warmup` then load
+and exercise the runtime on the model worker thread while the server already answers
+``/healthz``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from service.backends import Backend, BackendSpec, Row, create, resolve, verify_files
+from service.errors import InvalidInput
+from service.settings import Settings, SettingsError
+from service.text import TextCodec, read_model_ids
+from student.bundle import MANIFEST_NAME, Manifest, load_manifest, sha256_file
+from student.formats import Verdict, parse_self_evaluation
+from student.tasks import Task, UnknownTaskError, get_task
+from student.tasks.base import TaskDataError
+
+__all__ = ["Limits", "StudentModel", "resolve_limits"]
+
+logger = logging.getLogger("mindmirror.service")
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_input_tokens: int
+    truncate_input: bool
+    max_new_tokens_predict: int
+    max_new_tokens_explain: int
+
+
+def resolve_limits(settings: Settings, manifest: Manifest) -> Limits:
+    """Settings that depend on the bundle, checked against what the student was trained for."""
+    trained = manifest.max_input_length
+    max_input = settings.max_input_tokens or trained
+    if max_input > trained:
+        raise SettingsError(
+            f"MINDMIRROR_MAX_INPUT_TOKENS={max_input} exceeds the {trained} tokens the student "
+            "was trained with (manifest max_input_length); longer inputs are outside what it "
+            "has learnt and cost unbounded memory"
+        )
+    explain = settings.max_new_tokens_explain or manifest.generation.max_new_tokens_explain
+    predict = manifest.generation.max_new_tokens_predict
+    worst_row = max_input + max(explain, predict)
+    if settings.max_batch_tokens < worst_row:
+        raise SettingsError(
+            f"MINDMIRROR_MAX_BATCH_TOKENS={settings.max_batch_tokens} is smaller than one "
+            f"request at the limits ({max_input} input + {max(explain, predict)} new tokens = "
+            f"{worst_row}); raise it or lower MINDMIRROR_MAX_INPUT_TOKENS / "
+            "MINDMIRROR_MAX_NEW_TOKENS_EXPLAIN"
+        )
+    return Limits(max_input, settings.truncate_input, predict, explain)
+
+
+class _PassThroughTask:
+    """Stands in for a task this installation does not know: labels are returned as they are."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.description = f"{name} (task definition not installed; labels are returned raw)"
+
+    def parse_label(self, text: str, example: Any = None) -> str | None:
+        return text.strip() or None
+
+    def answer_value(self, label: str) -> Any:
+        return label
+
+    def format_cot(self, rationale: str, label: str, example: Any = None) -> str:
+        return f"{rationale.strip()} The answer is {label}.".strip()
+
+
+class StudentModel:
+    """One loaded bundle: manifest, task, tokenizer and backend."""
+
+    def __init__(
+        self,
+        bundle: Path,
+        manifest: Manifest,
+        task: Task | _PassThroughTask,
+        codec: TextCodec,
+        backend: Backend[Any, Any],
+        limits: Limits,
+    ) -> None:
+        self.bundle = bundle
+        self.manifest = manifest
+        self.task = task
+        self.codec = codec
+        self.backend = backend
+        self.limits = limits
+        self.manifest_sha256 = sha256_file(bundle / MANIFEST_NAME)
+
+    @classmethod
+    def open(
+        cls, settings: Settings, backend_options: dict[str, Any] | None = None
+    ) -> StudentModel:
+        bundle = settings.bundle.expanduser().resolve()
+        # Checksums of the files this process reads are verified below, file by file (the
+        # serving image may not even carry the training weights' runtime).
+        manifest = load_manifest(bundle, verify=False)
+        text_files = [
+            name
+            for name in ("config.json", "tokenizer.json", "tokenizer_config.json")
+            if (bundle / name).is_file() or name in manifest.files
+        ]
+        verify_files(bundle, manifest, text_files, "tokenizer/config")
+        limits = resolve_limits(settings, manifest)
+        ids = read_model_ids(bundle)
+        codec = TextCodec(bundle, ids)
+        spec: BackendSpec = resolve(
+            bundle,
+            manifest,
+            ids,
+            backend=settings.backend,
+            device=settings.device,
+            variant=settings.variant,
+            num_threads=settings.num_threads,
+            options=backend_options,
+        )
+        try:
+            task: Task | _PassThroughTask = get_task(manifest.task)
+        except UnknownTaskError:
+            logger.warning("task %r is not installed here; labels are returned raw", manifest.task)
+            task = _PassThroughTask(manifest.task)
+        if manifest.generation.num_beams > 1:
+            logger.warning(
+                "the manifest asks for beam search (num_beams=%d); the service decodes greedily",
+                manifest.generation.num_beams,
+            )
+        return cls(bundle, manifest, task, codec, create(spec, codec), limits)
+
+    # ----- on the model worker -----------------------------------------------------------------
+    def setup(self) -> None:
+        started = time.perf_counter()
+        self.backend.setup()
+        logger.info(
+            "model loaded",
+            extra={
+                "backend": self.backend.name,
+                "variant": self.backend.variant,
+                "device": self.backend.device,
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+        )
+
+    def warmup(self, batch_size: int) -> None:
+        """Run the shapes the service will run (one row, then a full batch) once, so the first
+        request does not pay for lazy initialisation (allocator arenas, CUDA kernels)."""
+        started = time.perf_counter()
+        text = self.manifest.prefixes.cot_input(
+            "warm up the model with a short question", "predict"
+        )
+        ids = self.codec.encode([text])[0][: self.limits.max_input_tokens]
+        self.backend([Row(list(ids), 2)])
+        self.backend([Row(list(ids), 2) for _ in range(batch_size)])
+        logger.info("model warmed up", extra={"seconds": round(time.perf_counter() - started, 3)})
+
+    def generate(self, rows: Sequence[Row]) -> list[list[int]]:
+        return self.backend(rows)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    # ----- text ↔ rows (event loop side; tokenizers is fast and releases the GIL) -------------
+    def encode_inputs(self, texts: Sequence[str], fields: Sequence[str]) -> list[list[int]]:
+        """Tokenize model inputs, applying the length rule; ``fields`` name them for errors."""
+        encoded = self.codec.encode(texts)
+        limit = self.limits.max_input_tokens
+        for position, ids in enumerate(encoded):
+            if len(ids) <= limit:
+                continue
+            if self.limits.truncate_input:
+                encoded[position] = self.codec.truncate(ids, limit)
+            else:
+                raise InvalidInput(
+                    fields[position],
+                    f"is {len(ids)} tokens with the task prefix; the limit is {limit} "
+                    "(MINDMIRROR_MAX_INPUT_TOKENS; MINDMIRROR_TRUNCATE_INPUT=true cuts instead)",
+                )
+        return encoded
+
+    def decode(self, sequences: Sequence[Sequence[int]]) -> list[str]:
+        return self.codec.decode(sequences)
+
+    # ----- task semantics ----------------------------------------------------------------------
+    def read_label(self, text: str) -> tuple[str | None, Any]:
+        """(normalized label or None, the task's answer value or None) of a generated label."""
+        try:
+            label = self.task.parse_label(text)
+        except TaskDataError:
+            label = None
+        if label is None:
+            return None, None
+        try:
+            return label, self.task.answer_value(label)
+        except TaskDataError:
+            return label, None
+
+    @staticmethod
+    def read_verdict(text: str) -> Verdict | None:
+        word = text.strip().strip(".").lower()
+        if word in {v.value for v in Verdict}:
+            return Verdict(word)
+        if word == "incorrect":
+            return Verdict.WRONG
+        return parse_self_evaluation(text)[1]
+
+    def format_cot(self, rationale: str, label: str) -> str:
+        return self.task.format_cot(rationale, label)
+
+    def info(self) -> dict[str, Any]:
+        manifest = self.manifest
+        provenance = manifest.provenance
+        return {
+            "task": manifest.task,
+            "description": getattr(self.task, "description", ""),
+            "label_space": manifest.label_space,
+            "self_evaluation": manifest.self_evaluation,
+            "backend": self.backend.name,
+            "variant": self.backend.variant,
+            "device": self.backend.device,
+            "max_input_tokens": self.limits.max_input_tokens,
+            "truncate_input": self.limits.truncate_input,
+            "max_new_tokens_predict": self.limits.max_new_tokens_predict,
+            "max_new_tokens_explain": self.limits.max_new_tokens_explain,
+            "provenance": {
+                key: getattr(provenance, key)
+                for key in (
+                    "base_model",
+                    "teacher",
+                    "num_cots",
+                    "num_self_evaluations",
+                    "rationale_weight",
+                    "loss_form",
+                    "label_source",
+                    "created_at",
+                    "mindmirror_version",
+                )
+            },
+            "evaluations": [
+                {
+                    "split": e.split,
+                    "examples": e.examples,
+                    "accuracy": e.accuracy,
+                    "runtime": e.runtime,
+                }
+                for e in manifest.evaluations
+            ],
+            "exports": {
+                runtime: sorted((record.get("variants") or {}).keys())
+                for runtime, record in manifest.exports.items()
+                if isinstance(record, dict)
+            },
+            "manifest_sha256": self.manifest_sha256,
+        }

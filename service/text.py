@@ -1,0 +1,126 @@
+"""Text ↔ token ids with the light ``tokenizers`` library (no transformers in the serving image).
+
+The bundle's ``tokenizer.json`` is what ``T5TokenizerFast.save_pretrained`` wrote, so encoding
+here gives the ids training saw (its post-processor appends ``</s>``). Decoding mirrors
+``tokenizer.decode(ids, skip_special_tokens=True)``, including transformers' optional clean-up
+of spaces before punctuation when the bundle's ``tokenizer_config.json`` turns it on; a test
+checks both against ``T5TokenizerFast``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+from student.bundle import BundleError
+
+__all__ = ["ModelIds", "TextCodec", "read_model_ids"]
+
+
+@dataclass(frozen=True)
+class ModelIds:
+    """The special token ids generation needs, from the bundle's ``config.json``."""
+
+    pad: int
+    eos: int
+    decoder_start: int
+    vocab_size: int
+
+
+def read_model_ids(bundle: Path) -> ModelIds:
+    path = bundle / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise BundleError(f"cannot read {path}: {error}") from None
+    try:
+        pad = int(config["pad_token_id"])
+        eos = int(config["eos_token_id"])
+        start = config.get("decoder_start_token_id")
+        return ModelIds(
+            pad=pad,
+            eos=eos,
+            decoder_start=pad if start is None else int(start),
+            vocab_size=int(config["vocab_size"]),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise BundleError(f"{path} lacks a usable {error} entry") from None
+
+
+def _clean_up_tokenization(text: str) -> str:
+    # transformers' PreTrainedTokenizerBase.clean_up_tokenization, verbatim in behaviour.
+    return (
+        text.replace(" .", ".")
+        .replace(" ?", "?")
+        .replace(" !", "!")
+        .replace(" ,", ",")
+        .replace(" ' ", "'")
+        .replace(" n't", "n't")
+        .replace(" 'm", "'m")
+        .replace(" 's", "'s")
+        .replace(" 've", "'ve")
+        .replace(" 're", "'re")
+    )
+
+
+class TextCodec:
+    """Encode model inputs and decode generated ids for one bundle."""
+
+    def __init__(self, bundle: Path, ids: ModelIds) -> None:
+        path = bundle / "tokenizer.json"
+        if not path.is_file():
+            raise BundleError(
+                f"{bundle} has no tokenizer.json; the service reads the fast-tokenizer file "
+                "(re-save the tokenizer with a recent transformers)"
+            )
+        self._tokenizer = Tokenizer.from_file(str(path))
+        # The saved tokenizer may carry padding/truncation settings from training; the service
+        # pads per batch itself and applies its own length rule.
+        self._tokenizer.no_padding()
+        self._tokenizer.no_truncation()
+        self.ids = ids
+        self._clean_up = _read_clean_up_flag(bundle / "tokenizer_config.json")
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=True)
+        return [encoding.ids for encoding in encodings]
+
+    def decode(self, sequences: Sequence[Sequence[int]]) -> list[str]:
+        texts = self._tokenizer.decode_batch(
+            [list(ids) for ids in sequences], skip_special_tokens=True
+        )
+        if self._clean_up:
+            texts = [_clean_up_tokenization(text) for text in texts]
+        return texts
+
+    def truncate(self, ids: list[int], limit: int) -> list[int]:
+        """Keep the first ``limit - 1`` tokens and the end-of-sequence marker."""
+        if len(ids) <= limit:
+            return ids
+        return [*ids[: limit - 1], self.ids.eos]
+
+    def id_to_token(self, token_id: int) -> str:
+        token = self._tokenizer.id_to_token(token_id)
+        if token is None:
+            raise KeyError(token_id)
+        return token
+
+    def token_to_id(self, token: str) -> int:
+        token_id = self._tokenizer.token_to_id(token)
+        if token_id is None:
+            raise KeyError(token)
+        return token_id
+
+
+def _read_clean_up_flag(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise BundleError(f"{path} is not valid JSON: {error}") from None
+    return bool(config.get("clean_up_tokenization_spaces", False))
