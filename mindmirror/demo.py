@@ -34,7 +34,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,11 +160,10 @@ class DemoState:
             self._write()
 
     def _write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
+        from student.files import atomic_write_text
+
         payload = {"version": STATE_VERSION, "stages": self.stages}
-        tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, json.dumps(payload, indent=2) + "\n")
 
 
 # ----- paths ---------------------------------------------------------------------------------
@@ -204,11 +203,14 @@ class DemoPaths:
 # ----- stages --------------------------------------------------------------------------------
 @contextmanager
 def _stage(reports: list[StageReport], name: str, title: str) -> Iterator[dict[str, Any]]:
-    """Times one stage; the body fills ``info["summary"]`` and ``info["reused"]``."""
+    """Times one stage; the body fills ``info["summary"]`` and ``info["reused"]``. Progress
+    and training logs go to stderr, so stdout carries only the results (the sample requests
+    and the summary)."""
     print(f"\n── {title} " + "─" * max(0, 66 - len(title)), file=sys.stderr, flush=True)
     info: dict[str, Any] = {"summary": "", "reused": False}
     started = time.perf_counter()
-    yield info
+    with redirect_stdout(sys.stderr):
+        yield info
     seconds = time.perf_counter() - started
     reports.append(StageReport(name, seconds, info["reused"], info["summary"]))
     note = "reused (finished in an earlier run)" if info["reused"] else f"{seconds:.1f} s"
@@ -485,7 +487,7 @@ def free_port(host: str, preferred: int) -> int:
 def start_service(bundle: Path, host: str, port: int, threads: int | None) -> subprocess.Popen:
     """``python -m service`` (uvicorn) on the bundle, configured as docs/contracts.md says."""
     env = {
-        **os.environ,
+        **{name: value for name, value in os.environ.items() if name != STARTED_ENV},
         "MINDMIRROR_BUNDLE": str(bundle),
         "MINDMIRROR_HOST": host,
         "MINDMIRROR_PORT": str(port),
@@ -494,7 +496,7 @@ def start_service(bundle: Path, host: str, port: int, threads: int | None) -> su
         "HF_HUB_OFFLINE": "1",
     }
     if threads:
-        env.setdefault("OMP_NUM_THREADS", str(threads))
+        env["MINDMIRROR_NUM_THREADS"] = str(threads)
     return subprocess.Popen([sys.executable, "-m", "service"], env=env)
 
 
@@ -661,8 +663,11 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 # ----- output --------------------------------------------------------------------------------
-def print_exchanges(result: DemoResult) -> None:
-    print(f"\nThe student is serving at {result.url}. Try it:\n")
+def print_exchanges(result: DemoResult, keep_serving: bool = True) -> None:
+    if keep_serving:
+        print(f"\nThe student is serving at {result.url}. Try it:\n")
+    else:
+        print(f"\nThe student answered at {result.url} (--once: the service stops now):\n")
     for exchange in result.exchanges:
         print(exchange["curl"])
         print(json.dumps(exchange["response"], ensure_ascii=False))
@@ -763,6 +768,12 @@ def register(subparsers: Any) -> None:
     teacher.add_argument("--base-url", help="OpenAI-compatible base URL for --teacher openai")
     teacher.add_argument("--api-key-env", default=defaults.api_key_env, metavar="NAME")
     teacher.add_argument("--concurrency", type=int, default=defaults.concurrency)
+    teacher.add_argument(
+        "--max-tokens",
+        type=int,
+        default=defaults.max_tokens,
+        help="LLM teachers: tokens per answer (default: %(default)s)",
+    )
     teacher.add_argument("--cots", type=int, default=defaults.cots, help="N per problem")
     teacher.add_argument("--evals", type=int, default=defaults.evals, help="M per CoT")
     teacher.add_argument(
@@ -842,6 +853,7 @@ def settings_from_args(args: argparse.Namespace) -> DemoSettings:
         "cots": args.cots,
         "batch-size": args.batch_size,
         "concurrency": args.concurrency,
+        "max-tokens": args.max_tokens,
     }
     for name, value in sizes.items():
         if value < 1:
@@ -875,6 +887,7 @@ def settings_from_args(args: argparse.Namespace) -> DemoSettings:
         cots=args.cots,
         evals=args.evals,
         concurrency=args.concurrency,
+        max_tokens=args.max_tokens,
         steps=steps,
         stage1_steps=stage1_steps,
         batch_size=args.batch_size,
@@ -909,7 +922,7 @@ def _run(args: argparse.Namespace) -> int:
         )
 
     def on_ready(result: DemoResult) -> None:
-        print_exchanges(result)
+        print_exchanges(result, settings.keep_serving)
         print_summary(result, started)
         if settings.keep_serving:
             print(f"\nServing at {result.url} until Ctrl-C.", flush=True)
