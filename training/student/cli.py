@@ -46,8 +46,8 @@ def _distill_options(parser: argparse.ArgumentParser) -> None:
         "--student",
         default="scratch:tiny",
         help="hub name (google/t5-v1_1-base), local directory or HF cache entry of a T5, or "
-        "scratch:micro|demo|tiny|mini|small for a random-init T5 with a tokenizer trained on the data "
-        "(default: %(default)s)",
+        "scratch:micro|demo|tiny|mini|small for a random-init T5 with a tokenizer trained on the "
+        "data (default: %(default)s)",
     )
     student.add_argument("--student-revision", help="hub revision (branch, tag or commit)")
     student.add_argument(
@@ -101,8 +101,7 @@ def _distill_options(parser: argparse.ArgumentParser) -> None:
     optim.add_argument(
         "--self-evaluation-max-steps",
         type=int,
-        help="optimizer steps of stage 1 (self-evaluation) when it should differ from "
-        "--max-steps",
+        help="optimizer steps of stage 1 (self-evaluation) when it should differ from --max-steps",
     )
     optim.add_argument(
         "--lr", type=float, help="learning rate (default: 5e-5 pretrained, 1e-3 from scratch)"
