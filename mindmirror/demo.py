@@ -81,7 +81,12 @@ class DemoSettings:
     # --- student ---
     student: str = "scratch:demo"
     vocab_size: int = 800
-    label_source: str = "teacher"
+    # The arith problems come with gold labels, so the student pairs the teacher's rationales
+    # with them, as distilling-step-by-step does when human labels exist: with the simulated
+    # teacher's answers as labels (a quarter of them wrong) the demo student measured 47% test
+    # accuracy against 86% with gold labels (docs/demo.md). The ablation uses the teacher's
+    # answers (standard distillation means exactly that).
+    label_source: str = "human"
     steps: int = 800
     stage1_steps: int = 300
     batch_size: int = 32
@@ -90,7 +95,9 @@ class DemoSettings:
     max_input_length: int = 192
     max_label_length: int = 24
     max_rationale_length: int = 96
-    threads: int | None = None
+    # One thread: on this 0.55M-parameter student a training step took 0.19 s on one thread
+    # and 0.29 s on two (synchronising two threads costs more than the work they share).
+    threads: int | None = 1
     # --- export and service ---
     export_examples: int = 100
     host: str = "127.0.0.1"
@@ -748,7 +755,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--fresh", action="store_true", help="delete the work directory first")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=defaults.threads,
+        help="torch threads (default: %(default)s, fastest for the demo's tiny student; more "
+        "for a bigger --student or --teacher local; 0: torch's choice)",
+    )
 
     data = parser.add_argument_group("data (arith problems per split)")
     data.add_argument("--train-size", type=int, default=defaults.train)
@@ -807,8 +820,8 @@ def register(subparsers: Any) -> None:
     student.add_argument(
         "--label-source",
         choices=("teacher", "human"),
-        default=defaults.label_source,
-        help="stage-2 labels: the teacher's answers (default: pure distillation) or the gold ones",
+        help=f"stage-2 labels: the gold ones (default: {defaults.label_source}) or the teacher's "
+        "answers (pure distillation; the default with --ablation)",
     )
 
     serve = parser.add_argument_group("service")
@@ -843,6 +856,7 @@ def settings_from_args(args: argparse.Namespace) -> DemoSettings:
         ABLATION_STEPS if args.ablation else (defaults.stage1_steps, defaults.steps)
     )
     steps = steps_default if args.steps is None else args.steps
+    label_source = args.label_source or ("teacher" if args.ablation else defaults.label_source)
     stage1_steps = stage1_default if args.stage1_steps is None else args.stage1_steps
     sizes = {
         "train-size": args.train_size,
@@ -892,8 +906,8 @@ def settings_from_args(args: argparse.Namespace) -> DemoSettings:
         stage1_steps=stage1_steps,
         batch_size=args.batch_size,
         learning_rate=args.lr,
-        label_source=args.label_source,
-        threads=args.threads,
+        label_source=label_source,
+        threads=args.threads or None,
         port=args.port,
         serve=not args.no_serve,
         keep_serving=not args.once,

@@ -155,3 +155,24 @@ def test_bad_options_are_refused_before_any_work(
     assert code == 2
     assert message in capsys.readouterr().err
     assert not (work / "student").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "label_source", "steps"),
+    [
+        ([], "human", (300, 800)),
+        (["--ablation"], "teacher", (150, 400)),
+        (["--ablation", "--label-source", "human"], "human", (150, 400)),
+        (["--label-source", "teacher", "--steps", "9"], "teacher", (300, 9)),
+    ],
+)
+def test_the_demo_and_the_ablation_have_their_own_defaults(
+    argv: list[str], label_source: str, steps: tuple[int, int]
+) -> None:
+    from mindmirror.cli import build_parser
+    from mindmirror.demo import settings_from_args
+
+    settings = settings_from_args(build_parser().parse_args(["demo", *argv]))
+    assert settings.label_source == label_source
+    assert (settings.stage1_steps, settings.steps) == steps
+    assert settings.threads == 1

@@ -1,4 +1,4 @@
-"""Shared settings for the small end-to-end runs in tests/training."""
+"""Shared settings for the small end-to-end runs in tests/training/student."""
 
 from pathlib import Path
 

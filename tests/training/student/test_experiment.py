@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from mindmirror.cli import main
-from tests.training.helpers import small_config
+from tests.training.student.helpers import small_config
 from training.student.experiment import VARIANTS, run_experiment
 
 

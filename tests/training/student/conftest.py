@@ -60,7 +60,7 @@ def test_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="package")
 def trained(tmp_path_factory: pytest.TempPathFactory, train_data: Path):
     """The result of one full two-stage run (read-only: copy the bundle before changing it)."""
-    from tests.training.helpers import small_config
+    from tests.training.student.helpers import small_config
     from training.student.distill import distill
 
     # Package-scoped fixtures are set up before the module-scoped thread setting.

@@ -9,7 +9,7 @@ from transformers import TrainerCallback
 
 from student.bundle import BundleError, load_manifest
 from student.formats import DEFAULT_PREFIXES
-from tests.training.helpers import STEPS, small_config
+from tests.training.student.helpers import STEPS, small_config
 from training.student.bundle_io import load_student
 from training.student.distill import RunMismatchError, distill
 
