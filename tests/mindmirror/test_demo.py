@@ -176,3 +176,32 @@ def test_the_demo_and_the_ablation_have_their_own_defaults(
     assert settings.label_source == label_source
     assert (settings.stage1_steps, settings.steps) == steps
     assert settings.threads == 1
+
+
+@pytest.mark.slow
+def test_an_int8_export_refused_for_accuracy_falls_back_to_fp32(
+    first_run, tmp_path, monkeypatch
+) -> None:
+    import functools
+
+    import export.pipeline
+    from mindmirror.demo import DemoPaths, export_stage, export_summary
+    from student.bundle import write_manifest
+
+    settings, _ = first_run
+    work = tmp_path / "copy"
+    shutil.copytree(settings.work_dir, work)
+    bundle = work / "student"
+    shutil.rmtree(bundle / "onnx")
+    write_manifest(bundle, load_manifest(bundle, verify=False).model_copy(update={"exports": {}}))
+    # An accuracy gate no quantized variant can pass: int8 is refused, fp32 is checked by
+    # parity (not accuracy) and still exported.
+    strict = functools.partial(export.pipeline.ExportOptions, max_accuracy_drop=-1.0)
+    monkeypatch.setattr(export.pipeline, "ExportOptions", strict)
+
+    record, reused = export_stage(replace(settings, work_dir=work), DemoPaths(work))
+    assert not reused
+    assert set(record["variants"]) == {"fp32"}
+    assert record["recommended"]["cpu"] == "fp32"
+    assert export_summary(record).endswith("(int8 refused: it lost too much accuracy)")
+    assert set(load_manifest(bundle).exports["onnx"]["variants"]) == {"fp32"}
