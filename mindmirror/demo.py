@@ -665,13 +665,35 @@ def run_demo(
             on_ready(result)
         if settings.keep_serving:
             try:
-                process.wait()
+                with _sigterm_as_interrupt():
+                    process.wait()
             except KeyboardInterrupt:
                 print("\nstopping the service", file=sys.stderr)
     finally:
         if process is not None:
             _stop(process)
     return result
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, a closing terminal, a process manager) stops the demo as Ctrl-C does,
+    so the service it started is drained and stopped instead of left running on its own."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _stop(process: subprocess.Popen) -> None:
