@@ -262,3 +262,40 @@ def test_a_signal_stops_the_demo_and_the_service_it_started(
         if demo.poll() is None:
             demo.kill()
             demo.wait()
+
+
+def test_the_teach_stage_runs_an_openai_compatible_teacher_through_the_store(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from mindmirror.demo import DemoPaths, DemoState, data_stage, teach_stage
+    from tests.fake_openai import FakeOpenAI, serve
+
+    monkeypatch.setenv("MINDMIRROR_TEST_KEY", "sk-test")
+    fake = FakeOpenAI()
+    with serve(fake) as url:
+        settings = replace(
+            TINY,
+            work_dir=tmp_path / "demo",
+            train=6,
+            validation=2,
+            test=2,
+            teacher="openai",
+            model="fake-teacher",
+            base_url=url,
+            api_key_env="MINDMIRROR_TEST_KEY",
+            serve=False,
+        )
+        paths, state = DemoPaths(settings.work_dir), DemoState(settings.work_dir)
+        data_stage(settings, paths, state)
+        _, summary, reused = teach_stage(settings, paths, state)
+        calls = len(fake.successful())
+        # A rerun finds every answer in the store and asks the teacher nothing.
+        _, _, reused_again = teach_stage(settings, paths, state)
+    assert not reused
+    assert reused_again
+    assert len(fake.successful()) == calls > 0
+    assert "12 chains of thought, 12 self-evaluations" in summary
+    assert {log.authorization for log in fake.successful()} == {"Bearer sk-test"}
+    records = [json.loads(line) for line in paths.distill_set.read_text().splitlines()]
+    assert [len(record["cots"]) for record in records] == [2] * 6
+    assert all(record["teacher"] == "fake-teacher" for record in records)
