@@ -160,7 +160,7 @@ def test_bad_options_are_refused_before_any_work(
 @pytest.mark.parametrize(
     ("argv", "label_source", "steps"),
     [
-        ([], "human", (300, 800)),
+        ([], "human", (300, 1000)),
         (["--ablation"], "teacher", (150, 400)),
         (["--ablation", "--label-source", "human"], "human", (150, 400)),
         (["--label-source", "teacher", "--steps", "9"], "teacher", (300, 9)),
