@@ -30,6 +30,7 @@ from mindmirror.demo import (
     tokenizer_stage,
 )
 from student.errors import MindmirrorError
+from student.files import atomic_write_text
 
 __all__ = ["DEFAULT_ERROR_RATES", "plot_accuracy", "run_ablation", "table_markdown"]
 
@@ -172,7 +173,7 @@ def run_ablation(
     main_table = tables[settings.error_rate]
     console.print(main_table.render())
     markdown = table_markdown(main_table)
-    (out / "table.md").write_text(markdown + "\n", encoding="utf-8")
+    atomic_write_text(out / "table.md", markdown + "\n")
     plot = plot_accuracy(
         tables,
         out / "accuracy_vs_error_rate.png",
@@ -193,7 +194,7 @@ def run_ablation(
         "seconds_per_error_rate": timings,
         "tables": {str(rate): table.to_dict() for rate, table in tables.items()},
     }
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     elapsed = time.time() - started
     print(markdown)
     print(f"\nplot: {plot}\nresults: {out / 'results.json'}\ntotal wall time: {elapsed:.0f} s")
