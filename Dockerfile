@@ -94,7 +94,7 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=300s --retries=3 \
     CMD ["/opt/mindmirror/bin/python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('MINDMIRROR_PORT', '8000'), timeout=4)"]
 # Exec form: the server is PID 1 and receives SIGTERM itself, so it can drain.
-ENTRYPOINT ["/opt/mindmirror/bin/python", "-m", "service"]
+ENTRYPOINT ["/opt/mindmirror/bin/python", "-m", "mindmirror.service"]
 
 # ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS venv-cpu
@@ -131,7 +131,7 @@ USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
     CMD ["/opt/mindmirror/bin/python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('MINDMIRROR_PORT', '8000'), timeout=4)"]
-ENTRYPOINT ["/opt/mindmirror/bin/python", "-m", "service"]
+ENTRYPOINT ["/opt/mindmirror/bin/python", "-m", "mindmirror.service"]
 
 # ---------------------------------------------------------------------------------------------
 # Bundled variants. The manifest is copied first so a missing or wrong `bundle` context fails

@@ -31,10 +31,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from student.formats import DEFAULT_PREFIXES
-from student.tasks import get_task
-from student.tasks.arith import equation_ops, generate_splits
-from training.teacher.simulated import (
+from mindmirror.student.formats import DEFAULT_PREFIXES
+from mindmirror.student.tasks import get_task
+from mindmirror.student.tasks.arith import equation_ops, generate_splits
+from mindmirror.training.teacher.simulated import (
     SimulatedTeacher,
     SimulatedTeacherConfig,
 )
@@ -216,9 +216,8 @@ def main(argv: list[str] | None = None) -> int:
 
     clock.start("import torch/transformers + tokenizer")
     import torch
+    from mindmirror.training.student.tokenizer import train_tokenizer
     from transformers import T5Config, T5ForConditionalGeneration
-
-    from training.student.tokenizer import train_tokenizer
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

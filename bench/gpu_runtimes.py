@@ -83,14 +83,13 @@ def check_gpu(dry_run: bool) -> None:
 
 def prepare(args: argparse.Namespace, work: Path) -> tuple[Path, dict[str, Path]]:
     """The model directory, and the ONNX / CTranslate2 directories to benchmark."""
+    from mindmirror.export.convert import build_variant, export_with_optimum
+    from mindmirror.export.ct2 import convert_ctranslate2
     from transformers import T5ForConditionalGeneration
-
-    from export.convert import build_variant, export_with_optimum
-    from export.ct2 import convert_ctranslate2
 
     if args.bundle:
         bundle = args.bundle.resolve()
-        from student.bundle import load_manifest
+        from mindmirror.student.bundle import load_manifest
 
         manifest = load_manifest(bundle)
         variants = manifest.exports.get("onnx", {}).get("variants", {})
@@ -133,9 +132,8 @@ def make_runners(model_dir: Path, paths: dict[str, Path], dry_run: bool) -> dict
     """
     import onnxruntime as ort
     import torch
+    from mindmirror.export.runtime import Ct2Seq2Seq, OnnxSeq2Seq, read_special_tokens
     from transformers import AutoTokenizer, T5ForConditionalGeneration
-
-    from export.runtime import Ct2Seq2Seq, OnnxSeq2Seq, read_special_tokens
 
     device = "cpu" if dry_run else "cuda"
     special = read_special_tokens(model_dir)
@@ -224,8 +222,7 @@ def make_runners(model_dir: Path, paths: dict[str, Path], dry_run: bool) -> dict
 def measure_parity(runners: dict[str, Runner], batch: int, new_tokens: int) -> dict[str, Any]:
     """Every runtime against pt-fp32 on the same random inputs, with the export's parity code."""
     import numpy as np
-
-    from export.parity import ParityInput, VariantParity, row_diffs, step_diff_recorder
+    from mindmirror.export.parity import ParityInput, VariantParity, row_diffs, step_diff_recorder
 
     rng = np.random.default_rng(1)
     ids, mask = random_inputs(rng, batch)

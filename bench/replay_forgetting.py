@@ -27,12 +27,11 @@ import time
 from pathlib import Path
 
 import torch
-
-from student.distillation import write_distillation_set
-from student.tasks.arith import generate_splits
-from training.student.distill import DistillConfig, distill
-from training.student.evaluate import evaluate_bundle
-from training.teacher.simulated import SimulatedTeacherConfig, simulated_distillation_set
+from mindmirror.student.distillation import write_distillation_set
+from mindmirror.student.tasks.arith import generate_splits
+from mindmirror.training.student.distill import DistillConfig, distill
+from mindmirror.training.student.evaluate import evaluate_bundle
+from mindmirror.training.teacher.simulated import SimulatedTeacherConfig, simulated_distillation_set
 
 
 def main() -> None:

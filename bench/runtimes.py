@@ -100,10 +100,9 @@ def build_model_dir(shape: str, directory: Path, seed: int = 0) -> Path:
 
 def export_runtimes(model_dir: Path, work: Path, ct2_variants: list[str]) -> dict[str, Path]:
     """The export's own code paths: optimum fp32, the int8 variant, CTranslate2."""
+    from mindmirror.export.convert import build_variant, export_with_optimum
+    from mindmirror.export.ct2 import convert_ctranslate2
     from transformers import T5ForConditionalGeneration
-
-    from export.convert import build_variant, export_with_optimum
-    from export.ct2 import convert_ctranslate2
 
     paths = {"onnx-fp32": work / "onnx" / "fp32", "onnx-int8": work / "onnx" / "int8"}
     if not (paths["onnx-int8"] / "decoder_model_merged.onnx").is_file():
@@ -130,9 +129,8 @@ def make_runners(
 ) -> dict[str, Callable[[Any, Any, int], list[list[int]]]]:
     """name -> run(input_ids, attention_mask, new_tokens) returning the generated rows."""
     import torch
+    from mindmirror.export.runtime import Ct2Seq2Seq, OnnxSeq2Seq, read_special_tokens
     from transformers import AutoTokenizer, T5ForConditionalGeneration
-
-    from export.runtime import Ct2Seq2Seq, OnnxSeq2Seq, read_special_tokens
 
     torch.set_num_threads(threads)
     special = read_special_tokens(model_dir)

@@ -11,8 +11,8 @@ Servers, each started alone as a subprocess on 127.0.0.1 and measured in turn:
 
 * ``naive``: what users write themselves: FastAPI + ``model.generate`` on PyTorch, one request
   at a time (a lock around ``generate``; explain = label + rationale, two calls).
-* ``ours-onnx``: ``python -m service`` with its default settings on the bundle's fp32 ONNX
-  export (what ``MINDMIRROR_BACKEND=auto`` picks).
+* ``ours-onnx``: ``python -m mindmirror.service`` with its default settings on the bundle's fp32
+ONNX export (what ``MINDMIRROR_BACKEND=auto`` picks).
 * ``ours-pytorch``: the same service on the PyTorch backend: same runtime as ``naive``, so the
   ratio is the batching alone.
 
@@ -91,13 +91,13 @@ def build_bundle(target: Path, predict_tokens: int, explain_tokens: int) -> Path
     if marker.is_file():
         return target
     import torch
+    from mindmirror.student.bundle import GenerationDefaults, Manifest, Provenance
+    from mindmirror.training.student.bundle_io import save_bundle
+    from mindmirror.training.student.tokenizer import train_tokenizer
     from transformers import T5Config, T5ForConditionalGeneration
 
-    from student.bundle import GenerationDefaults, Manifest, Provenance
     from tests.service.exports import add_onnx_export
     from tests.tiny_student import make_problems, training_pairs
-    from training.student.bundle_io import save_bundle
-    from training.student.tokenizer import train_tokenizer
 
     shutil.rmtree(target, ignore_errors=True)
     print(f"building a t5-small-shaped bundle in {target} ...", flush=True)
@@ -144,8 +144,8 @@ class DirectModel:
     """The service's own model code in-process: one request's work without HTTP or queue."""
 
     def __init__(self, bundle: Path, backend: str, threads: int) -> None:
-        from service.runtime import StudentModel
-        from service.settings import Settings
+        from mindmirror.service.runtime import StudentModel
+        from mindmirror.service.settings import Settings
 
         self.model = StudentModel.open(
             Settings(bundle=bundle, backend=backend, num_threads=threads)
@@ -159,7 +159,7 @@ class DirectModel:
         With ``rate`` the calls are paced like the low-load phase (exponential gaps at that
         rate): on a shared host a call after an idle gap is slower than a back-to-back one
         (caches, scheduling), and the comparison should not credit the direct call for that."""
-        from service.backends import Row
+        from mindmirror.service.backends import Row
 
         model = self.model
         prefixes, limits = model.manifest.prefixes, model.limits
@@ -188,8 +188,7 @@ def run_naive_server(bundle: Path, port: int, threads: int) -> None:
     import torch
     import uvicorn
     from fastapi import FastAPI
-
-    from training.student.bundle_io import load_student
+    from mindmirror.training.student.bundle_io import load_student
 
     if threads:
         torch.set_num_threads(threads)
@@ -399,7 +398,7 @@ def start_server(kind: str, bundle: Path, port: int, threads: int) -> subprocess
             str(threads),
         ]
     else:
-        command = [sys.executable, "-m", "service"]
+        command = [sys.executable, "-m", "mindmirror.service"]
         env.update(
             {
                 "MINDMIRROR_BUNDLE": str(bundle),

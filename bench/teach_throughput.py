@@ -24,12 +24,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from student.tasks import Example, get_task
+from mindmirror.student.tasks import Example, get_task
+from mindmirror.training.teacher.backends.openai_backend import OpenAITeacher
+from mindmirror.training.teacher.prompts import Planner, SamplingParams, cot_messages
+from mindmirror.training.teacher.runner import RunOptions, TeacherRunner
+from mindmirror.training.teacher.store import Store
+
 from tests.fake_openai import FakeOpenAI, serve
-from training.teacher.backends.openai_backend import OpenAITeacher
-from training.teacher.prompts import Planner, SamplingParams, cot_messages
-from training.teacher.runner import RunOptions, TeacherRunner
-from training.teacher.store import Store
 
 SVAMP = get_task("svamp")
 
@@ -92,8 +93,8 @@ def runner_calls(url: str, calls: int, concurrency: int, workdir: Path) -> tuple
 
 def local_tokens_per_second(tokens: int, threads: int | None) -> tuple[float, float]:
     """(load seconds, generated tokens/s) of the default local teacher."""
-    from training.teacher.backends.base import GenerationRequest
-    from training.teacher.backends.local import LocalTeacher
+    from mindmirror.training.teacher.backends.base import GenerationRequest
+    from mindmirror.training.teacher.backends.local import LocalTeacher
 
     teacher = LocalTeacher(threads=threads)
     started = time.perf_counter()

@@ -23,6 +23,12 @@ import time
 from pathlib import Path
 
 import torch
+from mindmirror.student.tasks import get_task
+from mindmirror.student.tasks.arith import generate_problems
+from mindmirror.training.student.examples import build_cot_pairs, build_self_evaluation_pairs
+from mindmirror.training.student.tokenizer import train_tokenizer
+from mindmirror.training.student.trainer import MultiTaskTrainer, PairCollator, PairDataset
+from mindmirror.training.teacher.simulated import simulated_distillation_set
 from transformers import (
     DataCollatorForSeq2Seq,
     Seq2SeqTrainer,
@@ -31,13 +37,6 @@ from transformers import (
     T5ForConditionalGeneration,
     TrainerCallback,
 )
-
-from student.tasks import get_task
-from student.tasks.arith import generate_problems
-from training.student.examples import build_cot_pairs, build_self_evaluation_pairs
-from training.student.tokenizer import train_tokenizer
-from training.student.trainer import MultiTaskTrainer, PairCollator, PairDataset
-from training.teacher.simulated import simulated_distillation_set
 
 SHAPES = {
     "t5-small": {"d_model": 512, "d_kv": 64, "d_ff": 2048, "num_layers": 6, "num_heads": 8},

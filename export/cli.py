@@ -94,7 +94,7 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from export.pipeline import ExportOptions, run_export
+    from mindmirror.export.pipeline import ExportOptions, run_export
 
     options = ExportOptions(
         bundle=args.bundle,

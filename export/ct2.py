@@ -1,14 +1,14 @@
 """Optional CTranslate2 conversion (``mindmirror export --ctranslate2``).
 
 CTranslate2 keeps its own vocabulary file (``shared_vocabulary.json``, token strings); readers
-map token ids through it (see :class:`export.runtime.Ct2Seq2Seq`).
+map token ids through it (see :class:`mindmirror.export.runtime.Ct2Seq2Seq`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from export.errors import ExportError
+from mindmirror.export.errors import ExportError
 
 __all__ = ["CT2_VARIANTS", "convert_ctranslate2"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from student.errors import MindmirrorError
+from mindmirror.student.errors import MindmirrorError
 
 __all__ = ["ExportError", "ParityError"]
 

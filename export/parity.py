@@ -30,15 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from student.bundle import Manifest
-from student.distillation import (
+from mindmirror.student.bundle import Manifest
+from mindmirror.student.distillation import (
     DistillationRecord,
     fingerprint,
     load_distillation_data,
     load_task_examples,
 )
-from student.jsonl import DataFileError, iter_jsonl
-from student.tasks import Example, Task, TaskDataError
+from mindmirror.student.jsonl import DataFileError, iter_jsonl
+from mindmirror.student.tasks import Example, Task, TaskDataError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -349,8 +349,7 @@ def fp16_activation_peak(
     import numpy as np
     import onnx
     import onnxruntime as ort
-
-    from export.convert import FP16_KEEP_FP32
+    from mindmirror.export.convert import FP16_KEEP_FP32
 
     peak, where = 0.0, None
     sessions = {}

@@ -24,19 +24,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from export.convert import VARIANTS
-from export.ct2 import CT2_VARIANTS
-from export.errors import ExportError, ParityError
-from student import __version__
-from student.bundle import (
+from mindmirror.export.convert import VARIANTS
+from mindmirror.export.ct2 import CT2_VARIANTS
+from mindmirror.export.errors import ExportError, ParityError
+from mindmirror.student.bundle import (
     BundleError,
     Manifest,
     load_manifest,
     verify_checksums,
     write_manifest,
 )
-from student.files import atomic_write_text
-from student.tasks import Task, get_task
+from mindmirror.student.files import atomic_write_text
+from mindmirror.student.tasks import Task, get_task
+
+from mindmirror import __version__
 
 if TYPE_CHECKING:
     import numpy as np
@@ -182,8 +183,7 @@ def _reference_generate(
 ) -> tuple[list[list[int]], np.ndarray]:
     """PyTorch greedy decoding: outputs cut after the end token, and logits per step."""
     import torch
-
-    from export.runtime import cut_after_eos
+    from mindmirror.export.runtime import cut_after_eos
 
     config = special.greedy_config(max_new_tokens)
     with torch.inference_mode():
@@ -213,10 +213,9 @@ def _verify(
     import onnxruntime as ort
     import torch
     import transformers
+    from mindmirror.export import parity
+    from mindmirror.export.runtime import Ct2Seq2Seq, OnnxSeq2Seq, read_special_tokens
     from tqdm import tqdm
-
-    from export import parity
-    from export.runtime import Ct2Seq2Seq, OnnxSeq2Seq, read_special_tokens
 
     special = read_special_tokens(options.bundle)
     vocabulary = tokenizer.get_vocab()
@@ -426,7 +425,7 @@ def _verify(
 
 def _judge(task: Task, tokenizer: Any, item: Any, tokens: list[int]) -> bool | None:
     """Whether a ``predict`` output is the gold label (``None`` when there is no gold)."""
-    from export.parity import predicted_label
+    from mindmirror.export.parity import predicted_label
 
     if item.kind != "predict" or item.gold is None:
         return None
@@ -564,10 +563,13 @@ def _export_into(
     options: ExportOptions, manifest: Manifest, task: Task, staging: Path
 ) -> ExportResult:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a bundle is self-contained
+    from mindmirror.export.convert import (
+        build_variant,
+        check_variant_structure,
+        export_with_optimum,
+    )
+    from mindmirror.export.ct2 import convert_ctranslate2
     from transformers import AutoTokenizer, T5ForConditionalGeneration
-
-    from export.convert import build_variant, check_variant_structure, export_with_optimum
-    from export.ct2 import convert_ctranslate2
 
     bundle = options.bundle
     work = staging / "work"

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from student.bundle import BundleError, Manifest, load_manifest
-from student.errors import MindmirrorError
+from mindmirror.student.bundle import BundleError, Manifest, load_manifest
+from mindmirror.student.errors import MindmirrorError
 
 if TYPE_CHECKING:
     import numpy as np

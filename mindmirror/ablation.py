@@ -29,8 +29,8 @@ from mindmirror.demo import (
     teach_stage,
     tokenizer_stage,
 )
-from student.errors import MindmirrorError
-from student.files import atomic_write_text
+from mindmirror.student.errors import MindmirrorError
+from mindmirror.student.files import atomic_write_text
 
 __all__ = ["DEFAULT_ERROR_RATES", "plot_accuracy", "run_ablation", "table_markdown"]
 
@@ -110,7 +110,7 @@ def run_ablation(
     demo's error rate, write ``results.json``, ``table.md`` and the plot. Returns the tables."""
     from rich.console import Console
 
-    from training.student.experiment import VARIANTS, run_experiment
+    from mindmirror.training.student.experiment import VARIANTS, run_experiment
 
     started = time.time() if started is None else started
     rates = sorted(set(error_rates or DEFAULT_ERROR_RATES) | {settings.error_rate})

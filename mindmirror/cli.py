@@ -14,15 +14,15 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from student import __version__
-from student.errors import MindmirrorError
+from mindmirror import __version__
+from mindmirror.student.errors import MindmirrorError
 
 # Order is the order of the help text: the pipeline's order.
 COMMAND_MODULES: tuple[str, ...] = (
-    "training.teacher.cli",
-    "training.student.cli",
-    "export.cli",
-    "service.cli",
+    "mindmirror.training.teacher.cli",
+    "mindmirror.training.student.cli",
+    "mindmirror.export.cli",
+    "mindmirror.service.cli",
     "mindmirror.demo",
 )
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from student.errors import MindmirrorError
+from mindmirror.student.errors import MindmirrorError
 
 __all__ = ["DemoResult", "DemoSettings", "StageReport", "register", "run_demo"]
 
@@ -169,7 +169,7 @@ class DemoState:
             self._write()
 
     def _write(self) -> None:
-        from student.files import atomic_write_text
+        from mindmirror.student.files import atomic_write_text
 
         payload = {"version": STATE_VERSION, "stages": self.stages}
         atomic_write_text(self.path, json.dumps(payload, indent=2) + "\n")
@@ -228,7 +228,7 @@ def _stage(reports: list[StageReport], name: str, title: str) -> Iterator[dict[s
 
 def data_stage(settings: DemoSettings, paths: DemoPaths, state: DemoState) -> tuple[str, str, bool]:
     """Generate the arith splits. Returns (key, summary, reused)."""
-    from student.tasks.arith import write_arith_data
+    from mindmirror.student.tasks.arith import write_arith_data
 
     key = _key(
         "data",
@@ -256,7 +256,7 @@ def data_stage(settings: DemoSettings, paths: DemoPaths, state: DemoState) -> tu
 
 
 def _teacher_backend(settings: DemoSettings) -> Any:
-    from training.teacher.backends import TeacherOptions, create_backend
+    from mindmirror.training.teacher.backends import TeacherOptions, create_backend
 
     if settings.teacher == "simulated":
         options = TeacherOptions(extra=settings.teacher_options())
@@ -284,17 +284,17 @@ def teach_stage(
     decides what is missing, and a complete store makes no call."""
     import asyncio
 
-    from student.distillation import (
+    from mindmirror.student.distillation import (
         fingerprint,
         load_task_examples,
         parse_stats,
         write_distillation_set,
     )
-    from student.tasks import get_task
-    from training.teacher.prompts import Planner, SamplingParams
-    from training.teacher.records import export_run
-    from training.teacher.runner import RunOptions, TeacherRunner
-    from training.teacher.store import Store
+    from mindmirror.student.tasks import get_task
+    from mindmirror.training.teacher.prompts import Planner, SamplingParams
+    from mindmirror.training.teacher.records import export_run
+    from mindmirror.training.teacher.runner import RunOptions, TeacherRunner
+    from mindmirror.training.teacher.store import Store
 
     task = get_task("arith")
     backend = _teacher_backend(settings)
@@ -343,8 +343,8 @@ def teach_stage(
 
 
 def _read_set(path: Path) -> Any:
-    from student.distillation import read_distillation_set
-    from student.tasks import get_task
+    from mindmirror.student.distillation import read_distillation_set
+    from mindmirror.student.tasks import get_task
 
     return read_distillation_set(path, get_task("arith"))
 
@@ -354,10 +354,10 @@ def tokenizer_stage(
 ) -> tuple[str, bool]:
     """A BPE tokenizer trained on the task text (docs/demo.md: unigram stops at ~200 pieces on
     templated text)."""
-    from student.tasks import get_task
-    from training.student.distill import training_texts
-    from training.student.model import tokenizer_corpus
-    from training.student.tokenizer import train_tokenizer
+    from mindmirror.student.tasks import get_task
+    from mindmirror.training.student.distill import training_texts
+    from mindmirror.training.student.model import tokenizer_corpus
+    from mindmirror.training.student.tokenizer import train_tokenizer
 
     key = _key("tokenizer", teach_key, settings.vocab_size)
     if (paths.tokenizer / "tokenizer.json").is_file() and state.matches("tokenizer", key):
@@ -375,7 +375,7 @@ def tokenizer_stage(
 
 
 def distill_config(settings: DemoSettings, paths: DemoPaths, *, force: bool) -> Any:
-    from training.student.distill import DistillConfig
+    from mindmirror.training.student.distill import DistillConfig
 
     return DistillConfig(
         data=paths.distill_set,
@@ -410,8 +410,8 @@ def distill_stage(
     settings: DemoSettings, paths: DemoPaths, state: DemoState, upstream: str
 ) -> tuple[str, Any, bool]:
     """Stage 1 (self-evaluation) then stage 2 (chains of thought, with replay); resumable."""
-    from student.bundle import BundleError, load_manifest
-    from training.student.distill import RunMismatchError, distill
+    from mindmirror.student.bundle import BundleError, load_manifest
+    from mindmirror.training.student.distill import RunMismatchError, distill
 
     config = distill_config(settings, paths, force=True)
     # The tokenizer enters through its own key (upstream), not its path: a moved work
@@ -436,10 +436,10 @@ def distill_stage(
 
 def evaluate_stage(settings: DemoSettings, paths: DemoPaths) -> tuple[float, bool]:
     """Test accuracy of the PyTorch student, recorded in the manifest (reused when there)."""
-    from student.bundle import load_manifest
-    from student.distillation import fingerprint, load_task_examples
-    from student.tasks import get_task
-    from training.student.evaluate import evaluate_bundle
+    from mindmirror.student.bundle import load_manifest
+    from mindmirror.student.distillation import fingerprint, load_task_examples
+    from mindmirror.student.tasks import get_task
+    from mindmirror.training.student.evaluate import evaluate_bundle
 
     test = paths.split("test")
     expected = fingerprint(load_task_examples(get_task("arith"), test))
@@ -458,9 +458,9 @@ def export_stage(settings: DemoSettings, paths: DemoPaths) -> tuple[dict[str, An
     When int8 loses more accuracy than the export allows (a student this small has little
     redundancy to absorb 8-bit weights), the export refuses it; the demo then exports fp32
     alone and serves that, saying why, rather than stopping the pipeline."""
-    from export.errors import ParityError
-    from export.pipeline import ExportOptions, run_export
-    from student.bundle import load_manifest
+    from mindmirror.export.errors import ParityError
+    from mindmirror.export.pipeline import ExportOptions, run_export
+    from mindmirror.student.bundle import load_manifest
 
     exports = load_manifest(paths.bundle).exports or {}
     if exports.get("onnx", {}).get("variants"):
@@ -499,7 +499,7 @@ def export_summary(record: dict[str, Any]) -> str:
 def service_available() -> bool:
     import importlib.util
 
-    return importlib.util.find_spec("service.__main__") is not None
+    return importlib.util.find_spec("mindmirror.service.__main__") is not None
 
 
 def free_port(host: str, preferred: int) -> int:
@@ -515,7 +515,8 @@ def free_port(host: str, preferred: int) -> int:
 
 
 def start_service(bundle: Path, host: str, port: int, threads: int | None) -> subprocess.Popen:
-    """``python -m service`` (uvicorn) on the bundle, configured as docs/contracts.md says."""
+    """``python -m mindmirror.service`` (uvicorn) on the bundle, configured as
+    docs/contracts.md says."""
     env = {
         **{name: value for name, value in os.environ.items() if name != STARTED_ENV},
         "MINDMIRROR_BUNDLE": str(bundle),
@@ -527,7 +528,7 @@ def start_service(bundle: Path, host: str, port: int, threads: int | None) -> su
     }
     if threads:
         env["MINDMIRROR_NUM_THREADS"] = str(threads)
-    return subprocess.Popen([sys.executable, "-m", "service"], env=env)
+    return subprocess.Popen([sys.executable, "-m", "mindmirror.service"], env=env)
 
 
 def wait_ready(url: str, process: subprocess.Popen, timeout: float = 120.0) -> float:
@@ -560,9 +561,9 @@ def sample_requests(url: str, paths: DemoPaths, seed: int) -> list[dict[str, Any
     request judges a wrong chain of thought, to show the student catching it."""
     import httpx
 
-    from student.distillation import load_task_examples
-    from student.tasks import get_task
-    from training.teacher.simulated import SimulatedTeacherConfig, simulate_cot
+    from mindmirror.student.distillation import load_task_examples
+    from mindmirror.student.tasks import get_task
+    from mindmirror.training.teacher.simulated import SimulatedTeacherConfig, simulate_cot
 
     task = get_task("arith")
     examples = load_task_examples(task, paths.split("test"))
@@ -923,7 +924,7 @@ def settings_from_args(args: argparse.Namespace) -> DemoSettings:
     if args.teacher == "openai" and not args.model:
         raise MindmirrorError("--teacher openai needs --model")
     if args.teacher == "simulated":
-        from training.teacher.simulated import SimulatedTeacherConfig
+        from mindmirror.training.teacher.simulated import SimulatedTeacherConfig
 
         # Bad rates are refused before any stage runs.
         SimulatedTeacherConfig(error_rate=args.error_rate, verdict_agreement=args.verdict_agreement)

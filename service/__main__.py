@@ -1,16 +1,16 @@
-"""``python -m service``: serve the bundle named by ``MINDMIRROR_BUNDLE`` (the container entry
-point; every setting comes from the environment)."""
+"""``python -m mindmirror.service``: serve the bundle named by ``MINDMIRROR_BUNDLE`` (the container
+entry point; every setting comes from the environment)."""
 
 from __future__ import annotations
 
 import sys
 
-from student.errors import MindmirrorError
+from mindmirror.student.errors import MindmirrorError
 
 
 def main() -> int:
-    from service.server import serve
-    from service.settings import load_settings
+    from mindmirror.service.server import serve
+    from mindmirror.service.settings import load_settings
 
     try:
         return serve(load_settings())

@@ -1,8 +1,9 @@
 """The HTTP layer: FastAPI routes, auth, limits, errors, metrics and the service's lifecycle.
 
-Nothing here touches a model: handlers turn requests into :class:`~service.backends.Row`s,
-hand them to their endpoint's :class:`~service.batching.Batcher` and turn the generated ids
-back into answers (``decode → predict → encode`` at the request level). See docs/service.md.
+Nothing here touches a model: handlers turn requests into
+:class:`~mindmirror.service.backends.Row`s, hand them to their endpoint's
+:class:`~mindmirror.service.batching.Batcher` and turn the generated ids back into answers (``decode
+→ predict → encode`` at the request level). See docs/service.md.
 """
 
 from __future__ import annotations
@@ -21,12 +22,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from service.backends import Row
-from service.batching import Batcher, BatchLimits, ModelWorker, WorkItem
-from service.errors import (
+from mindmirror.service.backends import Row
+from mindmirror.service.batching import Batcher, BatchLimits, ModelWorker, WorkItem
+from mindmirror.service.errors import (
     ClientDisconnected,
     Draining,
     InvalidInput,
@@ -36,10 +34,10 @@ from service.errors import (
     ServiceError,
     Unauthorized,
 )
-from service.logs import new_request_id, request_id_var
-from service.metrics import CONTENT_TYPE_LATEST, ENDPOINTS, Metrics
-from service.runtime import StudentModel
-from service.schemas import (
+from mindmirror.service.logs import new_request_id, request_id_var
+from mindmirror.service.metrics import CONTENT_TYPE_LATEST, ENDPOINTS, Metrics
+from mindmirror.service.runtime import StudentModel
+from mindmirror.service.schemas import (
     ErrorBody,
     EvaluateRequest,
     EvaluateResponse,
@@ -50,9 +48,12 @@ from service.schemas import (
     PredictResponse,
     Sample,
 )
-from service.selfconsistency import Candidate, aggregate
-from service.settings import Settings
-from student import __version__
+from mindmirror.service.selfconsistency import Candidate, aggregate
+from mindmirror.service.settings import Settings
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mindmirror import __version__
 
 __all__ = ["ServiceState", "create_app"]
 

@@ -42,9 +42,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from service.backends import Row
-from service.errors import BackendFailure, Draining, QueueFull, ServiceError
-from service.metrics import Metrics
+from mindmirror.service.backends import Row
+from mindmirror.service.errors import BackendFailure, Draining, QueueFull, ServiceError
+from mindmirror.service.metrics import Metrics
 
 __all__ = ["BatchLimits", "Batcher", "ModelWorker", "WorkItem"]
 

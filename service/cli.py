@@ -48,8 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from service.server import serve
-    from service.settings import load_settings
+    from mindmirror.service.server import serve
+    from mindmirror.service.settings import load_settings
 
     overrides = {field: getattr(args, field) for field, _, _ in _FLAGS.values()}
     return serve(load_settings(bundle=args.bundle, **overrides))

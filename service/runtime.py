@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.backends import Backend, BackendSpec, Row, create, resolve, verify_files
-from service.errors import InvalidInput
-from service.settings import Settings, SettingsError
-from service.text import TextCodec, read_model_ids
-from student.bundle import MANIFEST_NAME, Manifest, load_manifest, sha256_file
-from student.formats import Verdict, parse_self_evaluation
-from student.tasks import Task, UnknownTaskError, get_task
-from student.tasks.base import TaskDataError
+from mindmirror.service.backends import Backend, BackendSpec, Row, create, resolve, verify_files
+from mindmirror.service.errors import InvalidInput
+from mindmirror.service.settings import Settings, SettingsError
+from mindmirror.service.text import TextCodec, read_model_ids
+from mindmirror.student.bundle import MANIFEST_NAME, Manifest, load_manifest, sha256_file
+from mindmirror.student.formats import Verdict, parse_self_evaluation
+from mindmirror.student.tasks import Task, UnknownTaskError, get_task
+from mindmirror.student.tasks.base import TaskDataError
 
 __all__ = ["Limits", "StudentModel", "resolve_limits"]
 

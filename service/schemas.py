@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from mindmirror.student.formats import Verdict
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
-
-from student.formats import Verdict
 
 __all__ = [
     "MAX_TEXT_CHARS",

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from student.formats import Verdict
+from mindmirror.student.formats import Verdict
 
 __all__ = ["VERDICT_WEIGHTS", "Candidate", "Decision", "aggregate"]
 

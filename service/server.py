@@ -13,11 +13,10 @@ import logging
 from types import FrameType
 
 import uvicorn
-
-from service.app import ServiceState, create_app
-from service.logs import configure_logging
-from service.runtime import StudentModel
-from service.settings import Settings
+from mindmirror.service.app import ServiceState, create_app
+from mindmirror.service.logs import configure_logging
+from mindmirror.service.runtime import StudentModel
+from mindmirror.service.settings import Settings
 
 __all__ = ["DrainingServer", "build_server", "serve"]
 

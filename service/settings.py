@@ -4,7 +4,7 @@ The service refuses to start on a value that would make it unsafe or unable to s
 smaller than a batch, an API key too short to resist guessing, a key file that cannot be read,
 a token budget no single request fits in) instead of failing on the first unlucky request.
 Values that depend on the bundle (the input length limit, the explain cap) are checked against
-its manifest when the model is loaded (:func:`service.runtime.resolve_limits`).
+its manifest when the model is loaded (:func:`mindmirror.service.runtime.resolve_limits`).
 
 Each field's description is the documentation of its environment variable: ``docs/service.md``
 renders the same table, and names are fixed by ``docs/contracts.md`` (the Helm chart and the
@@ -20,10 +20,9 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
+from mindmirror.student.errors import MindmirrorError
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
-from student.errors import MindmirrorError
 
 __all__ = ["ENV_PREFIX", "MIN_API_KEY_LENGTH", "Settings", "SettingsError", "load_settings"]
 

@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mindmirror.student.bundle import BundleError
 from tokenizers import Tokenizer
-
-from student.bundle import BundleError
 
 __all__ = ["ModelIds", "TextCodec", "read_model_ids"]
 

@@ -3,5 +3,3 @@
 Importing this package must stay cheap and must not import torch: the serving image carries it
 without the training stack.
 """
-
-__version__ = "0.1.0"

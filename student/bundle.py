@@ -28,11 +28,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from mindmirror.student.errors import MindmirrorError
+from mindmirror.student.files import atomic_write_text, readable_by_all
+from mindmirror.student.formats import DEFAULT_PREFIXES, Prefixes
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from student.errors import MindmirrorError
-from student.files import atomic_write_text, readable_by_all
-from student.formats import DEFAULT_PREFIXES, Prefixes
 
 __all__ = [
     "FORMAT_VERSION",

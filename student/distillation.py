@@ -36,11 +36,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mindmirror.student.formats import Verdict, parse_self_evaluation
+from mindmirror.student.jsonl import (
+    DataFileError,
+    iter_jsonl,
+    read_json_records,
+    write_jsonl_atomic,
+)
+from mindmirror.student.tasks import Example, Task, TaskDataError, get_task
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from student.formats import Verdict, parse_self_evaluation
-from student.jsonl import DataFileError, iter_jsonl, read_json_records, write_jsonl_atomic
-from student.tasks import Example, Task, TaskDataError, get_task
 
 __all__ = [
     "DistillationRecord",

@@ -7,8 +7,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from student.errors import MindmirrorError
-from student.files import atomic_path
+from mindmirror.student.errors import MindmirrorError
+from mindmirror.student.files import atomic_path
 
 __all__ = ["DataFileError", "iter_jsonl", "read_json_records", "write_jsonl_atomic"]
 

@@ -12,8 +12,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from student.bundle import GenerationDefaults, Manifest, Provenance
-from student.formats import DEFAULT_PREFIXES
+from mindmirror.student.bundle import GenerationDefaults, Manifest, Provenance
+from mindmirror.student.formats import DEFAULT_PREFIXES
 
 NAMES = ("Tom", "Ana", "Li", "Sam", "Eva", "Raj")
 THINGS = ("apples", "books", "coins", "cards", "shells")
@@ -69,10 +69,9 @@ def training_pairs(problems: list[TinyProblem]) -> list[tuple[str, str]]:
 def build_tiny_bundle(target: Path, steps: int = 400, seed: int = 0) -> Path:
     """Train a tiny T5 on :func:`make_problems` and save it as a bundle at ``target``."""
     import torch
+    from mindmirror.training.student.bundle_io import save_bundle
+    from mindmirror.training.student.tokenizer import train_tokenizer
     from transformers import T5Config, T5ForConditionalGeneration
-
-    from training.student.bundle_io import save_bundle
-    from training.student.tokenizer import train_tokenizer
 
     torch.manual_seed(seed)
     problems = make_problems(300, seed)

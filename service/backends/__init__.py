@@ -18,9 +18,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from service.backends.base import Backend, BackendError, BackendSpec, Row
-from service.text import ModelIds, TextCodec
-from student.bundle import BundleError, Manifest, verify_checksums
+from mindmirror.service.backends.base import Backend, BackendError, BackendSpec, Row
+from mindmirror.service.text import ModelIds, TextCodec
+from mindmirror.student.bundle import BundleError, Manifest, verify_checksums
 
 __all__ = ["Backend", "BackendError", "BackendSpec", "Row", "create", "resolve", "verify_files"]
 
@@ -47,7 +47,7 @@ def _onnx_cuda_available() -> bool:
 def _torch_cuda_available() -> bool:
     if not _installed("torch"):
         return False
-    from service.backends.pytorch import prefer_passive_openmp
+    from mindmirror.service.backends.pytorch import prefer_passive_openmp
 
     prefer_passive_openmp()
     import torch
@@ -246,15 +246,15 @@ def _auto_backend(manifest: Manifest, bundle: Path) -> str:
 def create(spec: BackendSpec, codec: TextCodec) -> Backend[Any, Any]:
     """Instantiate (not yet set up) the backend ``spec`` names."""
     if spec.name == "onnx":
-        from service.backends.onnx import OnnxBackend
+        from mindmirror.service.backends.onnx import OnnxBackend
 
         return OnnxBackend(spec, codec)
     if spec.name == "pytorch":
-        from service.backends.pytorch import PyTorchBackend
+        from mindmirror.service.backends.pytorch import PyTorchBackend
 
         return PyTorchBackend(spec, codec)
     if spec.name == "ctranslate2":
-        from service.backends.ctranslate2 import CTranslate2Backend
+        from mindmirror.service.backends.ctranslate2 import CTranslate2Backend
 
         return CTranslate2Backend(spec, codec)
     raise BackendError(f"unknown backend {spec.name!r}")

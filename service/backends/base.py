@@ -5,7 +5,7 @@ never sees HTTP, text, queues or tasks. The contract follows LitServe's ``decode
 encode``: :meth:`Backend.decode` packs the rows into the runtime's native batch (padded arrays,
 tensors, token strings), :meth:`Backend.predict` is the model call, :meth:`Backend.encode`
 unpacks the native output back into one id list per row. All three run on the model worker
-thread (see :mod:`service.batching`), never on the event loop.
+thread (see :mod:`mindmirror.service.batching`), never on the event loop.
 
 Generated ids exclude the decoder start token and the end-of-sequence token, and are cut at
 each row's own ``max_new_tokens``.
@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
-from service.text import ModelIds, TextCodec
-from student.bundle import Manifest
-from student.errors import MindmirrorError
+from mindmirror.service.text import ModelIds, TextCodec
+from mindmirror.student.bundle import Manifest
+from mindmirror.student.errors import MindmirrorError
 
 __all__ = ["Backend", "BackendError", "BackendSpec", "Row"]
 
@@ -56,7 +56,8 @@ class Row:
 
 @dataclass(frozen=True)
 class BackendSpec:
-    """Everything a backend needs to load: resolved by :func:`service.backends.resolve`."""
+    """Everything a backend needs to load: resolved by
+    :func:`mindmirror.service.backends.resolve`."""
 
     name: str
     device: str

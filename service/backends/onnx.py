@@ -30,8 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from service.backends.base import Backend, BackendError, Row
+from mindmirror.service.backends.base import Backend, BackendError, Row
 
 __all__ = ["DECODER_FILE", "ENCODER_FILE", "OnnxBackend"]
 

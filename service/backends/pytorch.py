@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from service.backends.base import Backend, BackendError, Row
+from mindmirror.service.backends.base import Backend, BackendError, Row
 
 __all__ = ["PyTorchBackend", "prefer_passive_openmp"]
 

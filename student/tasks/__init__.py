@@ -1,8 +1,8 @@
 """Task registry.
 
 Built-in tasks are the modules of this package; a user adds a task by dropping one more module
-here that defines a :class:`~student.tasks.base.Task` subclass, or by passing the path of a
-YAML/JSON task spec (see :mod:`student.tasks.spec`) wherever a task name is accepted.
+here that defines a :class:`~mindmirror.student.tasks.base.Task` subclass, or by passing the path of
+a YAML/JSON task spec (see :mod:`mindmirror.student.tasks.spec`) wherever a task name is accepted.
 """
 
 from __future__ import annotations
@@ -13,8 +13,14 @@ import pkgutil
 from functools import cache
 from pathlib import Path
 
-from student.errors import MindmirrorError
-from student.tasks.base import CoTExemplar, Example, SelfEvalExemplar, Task, TaskDataError
+from mindmirror.student.errors import MindmirrorError
+from mindmirror.student.tasks.base import (
+    CoTExemplar,
+    Example,
+    SelfEvalExemplar,
+    Task,
+    TaskDataError,
+)
 
 __all__ = [
     "CoTExemplar",
@@ -61,7 +67,7 @@ def get_task(name_or_spec: str | Path) -> Task:
     """A task by registry name, or from a ``.yaml``/``.yml``/``.json`` task spec path."""
     text = str(name_or_spec)
     if text.endswith((".yaml", ".yml", ".json")):
-        from student.tasks.spec import load_task_spec
+        from mindmirror.student.tasks.spec import load_task_spec
 
         return load_task_spec(text)
     tasks = _builtin_tasks()

@@ -10,8 +10,14 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
-from student.tasks.base import CoTExemplar, Example, SelfEvalExemplar, Task, TaskDataError
-from student.tasks.cqa import normalize_text
+from mindmirror.student.tasks.base import (
+    CoTExemplar,
+    Example,
+    SelfEvalExemplar,
+    Task,
+    TaskDataError,
+)
+from mindmirror.student.tasks.cqa import normalize_text
 
 LABELS = ("entailment", "neutral", "contradiction")
 _SYNONYMS = {

@@ -22,10 +22,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import ClassVar
 
-from student.arithmetic import evaluate
-from student.jsonl import write_jsonl_atomic
-from student.tasks.base import CoTExemplar, Example, SelfEvalExemplar, TaskDataError
-from student.tasks.svamp import SvampTask, canonical_equation
+from mindmirror.student.arithmetic import evaluate
+from mindmirror.student.jsonl import write_jsonl_atomic
+from mindmirror.student.tasks.base import CoTExemplar, Example, SelfEvalExemplar, TaskDataError
+from mindmirror.student.tasks.svamp import SvampTask, canonical_equation
 
 __all__ = [
     "SPLITS",
@@ -72,7 +72,7 @@ def parse_equation(text: str) -> Node:
     """Parse an equation (any spelling :func:`canonical_equation` accepts) into a tree.
 
     Operators associate to the left and ``* /`` bind tighter, as in
-    :mod:`student.arithmetic`; a leading minus on a number is read as a negative number.
+    :mod:`mindmirror.student.arithmetic`; a leading minus on a number is read as a negative number.
     """
     tokens = _TREE_TOKEN.findall(canonical_equation(text))
     position = 0

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from student.errors import MindmirrorError
+from mindmirror.student.errors import MindmirrorError
 
 __all__ = ["CoTExemplar", "Example", "SelfEvalExemplar", "Task", "TaskDataError"]
 

@@ -10,7 +10,13 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
-from student.tasks.base import CoTExemplar, Example, SelfEvalExemplar, Task, TaskDataError
+from mindmirror.student.tasks.base import (
+    CoTExemplar,
+    Example,
+    SelfEvalExemplar,
+    Task,
+    TaskDataError,
+)
 
 LETTERS = "abcde"
 _CHOICE_LINE = re.compile(r"^\(([a-e])\)\s*(.+?)\s*$", re.M)

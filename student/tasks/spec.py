@@ -25,10 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from mindmirror.student.tasks.base import (
+    CoTExemplar,
+    Example,
+    SelfEvalExemplar,
+    Task,
+    TaskDataError,
+)
+from mindmirror.student.tasks.cqa import normalize_text
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
-from student.tasks.base import CoTExemplar, Example, SelfEvalExemplar, Task, TaskDataError
-from student.tasks.cqa import normalize_text
 
 __all__ = ["SpecTask", "TaskSpec", "load_task_spec"]
 

@@ -1,7 +1,7 @@
 """SVAMP: arithmetic word problems whose answer is an equation.
 
 Labels are equations such as ``( 84.0 / 2.0 )``. They are judged by value, evaluated with the
-safe parser in :mod:`student.arithmetic`, never with ``eval``. The canonical form of an
+safe parser in :mod:`mindmirror.student.arithmetic`, never with ``eval``. The canonical form of an
 equation (what the student is trained to emit) drops ``.0`` and redundant outer parentheses, so
 the human label ``( 84.0 / 2.0 )`` and the teacher's ``(84 / 2)`` become the same target
 ``84 / 2``.
@@ -13,14 +13,20 @@ import re
 from fractions import Fraction
 from typing import Any, ClassVar
 
-from student.arithmetic import (
+from mindmirror.student.arithmetic import (
     ArithmeticParseError,
     evaluate,
     format_number,
     numbers_equal,
     try_evaluate,
 )
-from student.tasks.base import CoTExemplar, Example, SelfEvalExemplar, Task, TaskDataError
+from mindmirror.student.tasks.base import (
+    CoTExemplar,
+    Example,
+    SelfEvalExemplar,
+    Task,
+    TaskDataError,
+)
 
 _EQUATION_TOKEN = re.compile(r"\d+(?:\.\d+)?|[-+*/()]")
 # "(84 / 2)." or "84 / 2 = 42." after the cue: take the first parenthesized group if present.

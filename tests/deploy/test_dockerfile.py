@@ -102,7 +102,7 @@ def test_hadolint_does_flag_a_sloppy_dockerfile(tmp_path):
         "FROM ubuntu:latest\n"
         "RUN apt-get update && apt-get install -y curl\n"
         "RUN pip install torch\n"
-        "CMD python -m service\n"
+        "CMD python -m mindmirror.service\n"
     )
     codes = {f["code"] for f in hadolint(sloppy, tmp_path)}
     assert {"DL3007", "DL3008", "DL3013", "DL3042", "DL3025"} <= codes
@@ -174,7 +174,7 @@ def test_runtime_stage_runs_as_numeric_non_root_with_exec_entrypoint(stage):
     [entrypoint] = [i.args for i in own if i.keyword == "ENTRYPOINT"]
     # Exec form (a JSON array): the server is PID 1 and gets SIGTERM itself, no shell between.
     command = json.loads(entrypoint)
-    assert command == ["/opt/mindmirror/bin/python", "-m", "service"]
+    assert command == ["/opt/mindmirror/bin/python", "-m", "mindmirror.service"]
     assert not any(i.keyword == "CMD" for i in own)
     env = " ".join(i.args for i in own if i.keyword == "ENV")
     for setting in ("MINDMIRROR_HOST=0.0.0.0", "MINDMIRROR_PORT=8000", "MINDMIRROR_ENV=production"):

@@ -26,7 +26,7 @@ def exported(tiny_bundle: Path, labelled_data: Path, tmp_path_factory: pytest.Te
 
     Read-only for tests: copy it before modifying. Returns (bundle path, ExportResult).
     """
-    from export.pipeline import ExportOptions, run_export
+    from mindmirror.export.pipeline import ExportOptions, run_export
 
     bundle = tmp_path_factory.mktemp("exported") / "bundle"
     shutil.copytree(tiny_bundle, bundle)

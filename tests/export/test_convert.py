@@ -6,10 +6,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from mindmirror.export.convert import FP16_KEEP_FP32, op_census, topological_sort
+from mindmirror.export.errors import ExportError
 from onnx import TensorProto, helper
-
-from export.convert import FP16_KEEP_FP32, op_census, topological_sort
-from export.errors import ExportError
 
 
 def _if_model(shuffled: bool) -> onnx.ModelProto:
@@ -106,7 +105,7 @@ def test_fp16_keep_list(name, kept):
 def test_fp16_round_trips_are_removed_without_changing_types():
     """fp32 -> fp16 -> fp32 becomes fp32 -> fp32 (no rounding, no overflow); an fp16 cast
     that another node still reads stays."""
-    from export.convert import drop_fp16_round_trips, fp16_round_trips
+    from mindmirror.export.convert import drop_fp16_round_trips, fp16_round_trips
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])

@@ -6,8 +6,7 @@ import json
 
 import numpy as np
 import pytest
-
-from export.parity import (
+from mindmirror.export.parity import (
     ParityInput,
     VariantParity,
     build_inputs,
@@ -15,9 +14,9 @@ from export.parity import (
     row_diffs,
     step_diff_recorder,
 )
-from export.pipeline import ExportOptions, _gates
-from student.bundle import Manifest
-from student.tasks import get_task
+from mindmirror.export.pipeline import ExportOptions, _gates
+from mindmirror.student.bundle import Manifest
+from mindmirror.student.tasks import get_task
 
 PREDICT = ParityInput("predict", "predict: q", 8, gold="1 + 2")
 EXPLAIN = ParityInput("explain", "explain: q", 8)

@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+from mindmirror.export.errors import ExportError, ParityError
+from mindmirror.export.pipeline import FAILED_REPORT_NAME, ExportOptions, run_export
+from mindmirror.student.bundle import BundleError, compute_checksums, load_manifest, write_manifest
+from mindmirror.student.formats import DEFAULT_PREFIXES
 
-from export.errors import ExportError, ParityError
-from export.pipeline import FAILED_REPORT_NAME, ExportOptions, run_export
-from student.bundle import BundleError, compute_checksums, load_manifest, write_manifest
-from student.formats import DEFAULT_PREFIXES
 from tests.tiny_student import make_problems
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,9 +41,8 @@ def _test_texts() -> list[str]:
 def test_fp32_onnx_greedy_output_is_identical_to_pytorch(exported):
     """Independent of the parity code: transformers' generate vs our ORT loop, every input."""
     import torch
+    from mindmirror.export.runtime import OnnxSeq2Seq
     from transformers import AutoTokenizer, GenerationConfig, T5ForConditionalGeneration
-
-    from export.runtime import OnnxSeq2Seq
 
     bundle, result = exported
     manifest = load_manifest(bundle)
@@ -205,8 +204,7 @@ def test_fp16_mixed_keeps_norms_and_ffn_output_in_fp32(exported):
 def entry_round_trips(bundle: Path) -> int:
     """fp32 -> fp16 -> fp32 casts anywhere in the fp16-mixed graphs (subgraphs included)."""
     import onnx
-
-    from export.convert import fp16_round_trips
+    from mindmirror.export.convert import fp16_round_trips
 
     total = 0
     for name in ("encoder_model.onnx", "decoder_model_merged.onnx"):
@@ -217,9 +215,8 @@ def entry_round_trips(bundle: Path) -> int:
 
 
 def test_ctranslate2_variant_maps_ids_through_its_vocabulary(exported):
+    from mindmirror.export.runtime import Ct2Seq2Seq, read_special_tokens
     from transformers import AutoTokenizer
-
-    from export.runtime import Ct2Seq2Seq, read_special_tokens
 
     bundle, result = exported
     tokenizer = AutoTokenizer.from_pretrained(bundle)
@@ -237,9 +234,8 @@ def test_ctranslate2_variant_maps_ids_through_its_vocabulary(exported):
 
 
 def test_io_binding_loop_matches_the_numpy_loop(exported):
+    from mindmirror.export.runtime import OnnxSeq2Seq
     from transformers import AutoTokenizer
-
-    from export.runtime import OnnxSeq2Seq
 
     bundle, _ = exported
     tokenizer = AutoTokenizer.from_pretrained(bundle)
@@ -257,7 +253,7 @@ def test_io_binding_loop_matches_the_numpy_loop(exported):
     "target", ["onnx/int8/decoder_model_merged.onnx", "onnx/fp32/encoder_model.onnx"]
 )
 def test_a_tampered_onnx_file_is_refused_on_load(exported, tmp_path, target):
-    from export.runtime import OnnxSeq2Seq
+    from mindmirror.export.runtime import OnnxSeq2Seq
 
     bundle = tmp_path / "bundle"
     shutil.copytree(exported[0], bundle)
@@ -276,7 +272,7 @@ def test_a_tampered_onnx_file_is_refused_on_load(exported, tmp_path, target):
 
 
 def test_loading_a_variant_the_manifest_does_not_list_is_refused(exported, tmp_path):
-    from export.runtime import OnnxSeq2Seq
+    from mindmirror.export.runtime import OnnxSeq2Seq
 
     bundle = tmp_path / "bundle"
     shutil.copytree(exported[0], bundle)

@@ -8,12 +8,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from mindmirror.student.bundle import load_manifest
+from mindmirror.student.formats import Verdict
+from mindmirror.training.teacher.store import Store
 
 from mindmirror.cli import main
 from mindmirror.demo import DemoSettings, curl_line, run_demo, service_available
-from student.bundle import load_manifest
-from student.formats import Verdict
-from training.teacher.store import Store
 
 # Small enough for CI (a micro-sized run of every stage), big enough that each stage does
 # real work: 240 problems x 2 CoTs x 1 self-evaluation, a few dozen optimizer steps.
@@ -184,9 +184,10 @@ def test_an_int8_export_refused_for_accuracy_falls_back_to_fp32(
 ) -> None:
     import functools
 
-    import export.pipeline
+    import mindmirror.export.pipeline
+    from mindmirror.student.bundle import write_manifest
+
     from mindmirror.demo import DemoPaths, export_stage, export_summary
-    from student.bundle import write_manifest
 
     settings, _ = first_run
     work = tmp_path / "copy"
@@ -196,8 +197,8 @@ def test_an_int8_export_refused_for_accuracy_falls_back_to_fp32(
     write_manifest(bundle, load_manifest(bundle, verify=False).model_copy(update={"exports": {}}))
     # An accuracy gate no quantized variant can pass: int8 is refused, fp32 is checked by
     # parity (not accuracy) and still exported.
-    strict = functools.partial(export.pipeline.ExportOptions, max_accuracy_drop=-1.0)
-    monkeypatch.setattr(export.pipeline, "ExportOptions", strict)
+    strict = functools.partial(mindmirror.export.pipeline.ExportOptions, max_accuracy_drop=-1.0)
+    monkeypatch.setattr(mindmirror.export.pipeline, "ExportOptions", strict)
 
     record, reused = export_stage(replace(settings, work_dir=work), DemoPaths(work))
     assert not reused

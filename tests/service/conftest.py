@@ -12,13 +12,13 @@ from typing import Any
 
 import httpx
 import pytest
+from mindmirror.service.app import ServiceState
+from mindmirror.service.backends import Row
+from mindmirror.service.runtime import StudentModel
+from mindmirror.service.server import DrainingServer, build_server
+from mindmirror.service.settings import Settings
+from mindmirror.student.bundle import load_manifest, write_manifest
 
-from service.app import ServiceState
-from service.backends import Row
-from service.runtime import StudentModel
-from service.server import DrainingServer, build_server
-from service.settings import Settings
-from student.bundle import load_manifest, write_manifest
 from tests.service.exports import add_onnx_export
 from tests.tiny_student import make_problems
 

@@ -12,7 +12,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from student.bundle import load_manifest, write_manifest
+from mindmirror.student.bundle import load_manifest, write_manifest
 
 ONNX_FILES = ("encoder_model.onnx", "decoder_model_merged.onnx")
 

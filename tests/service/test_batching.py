@@ -8,11 +8,10 @@ import time
 from collections.abc import Sequence
 
 import pytest
-
-from service.backends import Row
-from service.batching import Batcher, BatchLimits, ModelWorker
-from service.errors import BackendFailure, Draining, QueueFull
-from service.metrics import Metrics
+from mindmirror.service.backends import Row
+from mindmirror.service.batching import Batcher, BatchLimits, ModelWorker
+from mindmirror.service.errors import BackendFailure, Draining, QueueFull
+from mindmirror.service.metrics import Metrics
 
 
 class FakeModel:

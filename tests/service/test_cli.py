@@ -29,7 +29,7 @@ def test_bad_setting_is_a_one_line_error(tiny_bundle: Path, capsys) -> None:
 
 def test_python_m_service_reads_the_environment(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "service"],
+        [sys.executable, "-m", "mindmirror.service"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -31,7 +31,7 @@ def test_sigterm_drains_accepted_requests(onnx_bundle: Path, tmp_path: Path) -> 
     }
     log = (tmp_path / "server.log").open("w+")
     process = subprocess.Popen(
-        [sys.executable, "-m", "service"],
+        [sys.executable, "-m", "mindmirror.service"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

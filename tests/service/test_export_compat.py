@@ -7,11 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from mindmirror.service.backends import Row
+from mindmirror.service.runtime import StudentModel
+from mindmirror.service.settings import Settings
+from mindmirror.student.bundle import load_manifest
 
-from service.backends import Row
-from service.runtime import StudentModel
-from service.settings import Settings
-from student.bundle import load_manifest
 from tests.service.conftest import running_server
 
 
@@ -20,7 +20,7 @@ def test_serves_every_variant_mindmirror_export_writes(
     tiny_bundle: Path, tmp_path: Path, questions: list[str]
 ) -> None:
     pytest.importorskip("ctranslate2")
-    from export.pipeline import ExportOptions, run_export
+    from mindmirror.export.pipeline import ExportOptions, run_export
 
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, bundle)

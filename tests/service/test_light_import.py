@@ -9,10 +9,13 @@ from pathlib import Path
 
 BLOCKER = """
 import importlib.abc, sys
-BLOCKED = {"torch", "transformers", "optimum", "training", "export", "sentencepiece"}
+BLOCKED = ("torch", "transformers", "optimum", "sentencepiece", "mindmirror.training",
+           "mindmirror.export")
+def blocked(name):
+    return any(name == b or name.startswith(b + ".") for b in BLOCKED)
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
+        if blocked(name):
             raise ImportError(f"{name} is not installed in the serving image")
         return None
 sys.meta_path.insert(0, Block())
@@ -21,10 +24,11 @@ sys.meta_path.insert(0, Block())
 SERVE = """
 import json, socket, threading, time, urllib.request
 from pathlib import Path
-import service, service.app, service.server, service.cli, service.__main__
-from service.runtime import StudentModel
-from service.server import build_server
-from service.settings import Settings
+import mindmirror.service, mindmirror.service.app, mindmirror.service.server
+import mindmirror.service.cli, mindmirror.service.__main__
+from mindmirror.service.runtime import StudentModel
+from mindmirror.service.server import build_server
+from mindmirror.service.settings import Settings
 with socket.socket() as s:
     s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
 settings = Settings(bundle=Path(sys.argv[1]), port=port)
@@ -40,7 +44,7 @@ request = urllib.request.Request(
     headers={"content-type": "application/json"})
 body = json.loads(urllib.request.urlopen(request, timeout=30).read())
 server.should_exit = True; thread.join(30)
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+heavy = sorted(m for m in sys.modules if blocked(m))
 report = {"backend": model.backend.name, "predictions": body["predictions"], "heavy": heavy}
 print(json.dumps(report))
 """
@@ -58,9 +62,11 @@ def run(code: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_service_imports_nothing_heavy() -> None:
     code = (
-        "import service.app, service.server, service.cli, service.batching, service.backends\n"
-        "import service.backends.onnx, service.backends.pytorch, service.backends.ctranslate2\n"
-        "heavy = [m for m in sys.modules if m.split('.')[0] in BLOCKED]\n"
+        "import mindmirror.service.app, mindmirror.service.server, mindmirror.service.cli\n"
+        "import mindmirror.service.batching, mindmirror.service.backends\n"
+        "import mindmirror.service.backends.onnx, mindmirror.service.backends.pytorch\n"
+        "import mindmirror.service.backends.ctranslate2\n"
+        "heavy = [m for m in sys.modules if blocked(m)]\n"
         "print(heavy); sys.exit(1 if heavy else 0)\n"
     )
     result = run(code)
@@ -81,9 +87,9 @@ def test_service_serves_without_torch(onnx_bundle: Path) -> None:
 def test_without_torch_or_export_the_error_says_what_to_do(tiny_bundle: Path) -> None:
     code = (
         "from pathlib import Path\n"
-        "from service.runtime import StudentModel\n"
-        "from service.settings import Settings\n"
-        "from student.errors import MindmirrorError\n"
+        "from mindmirror.service.runtime import StudentModel\n"
+        "from mindmirror.service.settings import Settings\n"
+        "from mindmirror.student.errors import MindmirrorError\n"
         "try:\n"
         "    StudentModel.open(Settings(bundle=Path(sys.argv[1])))\n"
         "except MindmirrorError as error:\n"

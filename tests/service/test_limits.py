@@ -226,9 +226,10 @@ class BrokenBackend:
 def test_a_model_that_cannot_load_stops_the_server(onnx_bundle: Path) -> None:
     import threading
 
-    from service.runtime import StudentModel
-    from service.server import build_server
-    from service.settings import Settings
+    from mindmirror.service.runtime import StudentModel
+    from mindmirror.service.server import build_server
+    from mindmirror.service.settings import Settings
+
     from tests.service.conftest import free_port
 
     settings = Settings(bundle=onnx_bundle, port=free_port())

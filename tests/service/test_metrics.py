@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from service.metrics import Metrics
+from mindmirror.service.metrics import Metrics
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "docs" / "contracts.md"
 

@@ -1,9 +1,8 @@
 from __future__ import annotations
 
 import pytest
-
-from service.selfconsistency import Candidate, aggregate
-from student.formats import Verdict
+from mindmirror.service.selfconsistency import Candidate, aggregate
+from mindmirror.student.formats import Verdict
 
 C, W, U = Verdict.CORRECT, Verdict.WRONG, Verdict.UNCERTAIN
 

@@ -4,8 +4,7 @@ import logging
 from pathlib import Path
 
 import pytest
-
-from service.settings import Settings, SettingsError, load_settings
+from mindmirror.service.settings import Settings, SettingsError, load_settings
 
 
 @pytest.fixture(autouse=True)

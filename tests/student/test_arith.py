@@ -4,12 +4,11 @@ from collections import Counter
 from fractions import Fraction
 
 import pytest
-
-from student.arithmetic import evaluate
-from student.distillation import load_task_examples
-from student.formats import parse_self_evaluation
-from student.tasks import Example, TaskDataError, available_tasks, get_task
-from student.tasks.arith import (
+from mindmirror.student.arithmetic import evaluate
+from mindmirror.student.distillation import load_task_examples
+from mindmirror.student.formats import parse_self_evaluation
+from mindmirror.student.tasks import Example, TaskDataError, available_tasks, get_task
+from mindmirror.student.tasks.arith import (
     _CONTAINERS,
     _ITEMS,
     _NAMES,
@@ -26,7 +25,7 @@ from student.tasks.arith import (
     template_names,
     write_arith_data,
 )
-from student.tasks.svamp import SvampTask
+from mindmirror.student.tasks.svamp import SvampTask
 
 task = get_task("arith")
 

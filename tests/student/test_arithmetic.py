@@ -1,8 +1,7 @@
 from fractions import Fraction
 
 import pytest
-
-from student.arithmetic import (
+from mindmirror.student.arithmetic import (
     ArithmeticParseError,
     evaluate,
     format_number,

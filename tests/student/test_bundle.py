@@ -2,8 +2,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from student.bundle import (
+from mindmirror.student.bundle import (
     MANIFEST_NAME,
     BundleError,
     Manifest,

@@ -2,8 +2,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from student.distillation import (
+from mindmirror.student.distillation import (
     DistillationRecord,
     cot_from_text,
     detect_layout,
@@ -16,9 +15,9 @@ from student.distillation import (
     self_evaluation_from_text,
     write_distillation_set,
 )
-from student.formats import Verdict
-from student.jsonl import DataFileError
-from student.tasks import get_task
+from mindmirror.student.formats import Verdict
+from mindmirror.student.jsonl import DataFileError
+from mindmirror.student.tasks import get_task
 
 SVAMP = get_task("svamp")
 

@@ -1,6 +1,10 @@
 import pytest
-
-from student.formats import DEFAULT_PREFIXES, Verdict, parse_self_evaluation, verdict_sentence
+from mindmirror.student.formats import (
+    DEFAULT_PREFIXES,
+    Verdict,
+    parse_self_evaluation,
+    verdict_sentence,
+)
 
 
 def test_cot_inputs() -> None:

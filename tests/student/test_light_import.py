@@ -4,7 +4,8 @@ import sys
 
 def test_student_contract_does_not_import_torch() -> None:
     code = (
-        "import sys, student.tasks, student.distillation, student.bundle, student.formats;"
+        "import sys, mindmirror.student.tasks, mindmirror.student.distillation;"
+        "import mindmirror.student.bundle, mindmirror.student.formats;"
         "import mindmirror.cli; mindmirror.cli.build_parser();"
         "heavy = [m for m in ('torch', 'transformers', 'onnxruntime', 'fastapi')"
         " if m in sys.modules];"

@@ -2,9 +2,8 @@ import json
 from typing import ClassVar
 
 import pytest
-
-from student.tasks import TaskDataError, UnknownTaskError, available_tasks, get_task
-from student.tasks.base import Example
+from mindmirror.student.tasks import TaskDataError, UnknownTaskError, available_tasks, get_task
+from mindmirror.student.tasks.base import Example
 
 
 def test_builtin_tasks_registered() -> None:
@@ -142,7 +141,7 @@ class TestAnli:
 
 @pytest.mark.parametrize("name", ["svamp", "cqa", "anli"])
 def test_exemplars_parse_with_their_own_task(name: str) -> None:
-    from student.formats import parse_self_evaluation
+    from mindmirror.student.formats import parse_self_evaluation
 
     task = get_task(name)
     assert len(task.cot_exemplars) >= 2

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from student.bundle import Manifest, atomic_directory, load_manifest, write_manifest
+from mindmirror.student.bundle import Manifest, atomic_directory, load_manifest, write_manifest
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase, T5ForConditionalGeneration

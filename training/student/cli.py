@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from student.errors import MindmirrorError
+from mindmirror.student.errors import MindmirrorError
 
 __all__ = ["register"]
 
@@ -145,8 +145,8 @@ def _distill_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _infer_task(data: Path) -> str:
-    from student.distillation import detect_layout
-    from student.jsonl import iter_jsonl
+    from mindmirror.student.distillation import detect_layout
+    from mindmirror.student.jsonl import iter_jsonl
 
     layout = detect_layout(data)
     if layout == "jsonl":
@@ -163,10 +163,9 @@ def _infer_task(data: Path) -> str:
 
 
 def _config(args: argparse.Namespace, output: Path, **extra: Any) -> Any:
+    from mindmirror.student.tasks import get_task
+    from mindmirror.training.student.distill import DEFAULT_REPLAY_FRACTION, DistillConfig
     from pydantic import ValidationError
-
-    from student.tasks import get_task
-    from training.student.distill import DEFAULT_REPLAY_FRACTION, DistillConfig
 
     if not args.data.exists():
         raise MindmirrorError(f"data not found: {args.data}")
@@ -223,10 +222,9 @@ def _config(args: argparse.Namespace, output: Path, **extra: Any) -> Any:
 
 
 def _distill(args: argparse.Namespace) -> int:
+    from mindmirror.training.student.distill import distill
+    from mindmirror.training.student.model import resolve_student
     from rich.console import Console
-
-    from training.student.distill import distill
-    from training.student.model import resolve_student
 
     resolve_student(args.student)  # a typo in --student fails before data is read
     config = _config(
@@ -263,10 +261,9 @@ def _distill(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from mindmirror.student.jsonl import write_jsonl_atomic
+    from mindmirror.training.student.evaluate import evaluate_bundle, render_report
     from rich.console import Console
-
-    from student.jsonl import write_jsonl_atomic
-    from training.student.evaluate import evaluate_bundle, render_report
 
     report = evaluate_bundle(
         args.bundle,
@@ -291,9 +288,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _experiment(args: argparse.Namespace) -> int:
+    from mindmirror.training.student.experiment import run_experiment
     from rich.console import Console
-
-    from training.student.experiment import run_experiment
 
     try:
         seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]

@@ -2,7 +2,7 @@
 
 Stage 1 teaches self-evaluation (verdict + evaluation rationale), stage 2 chain-of-thought
 reasoning (label + rationale), continuing from the stage-1 weights. Both stages run the HF
-Trainer (:class:`~training.student.trainer.MultiTaskTrainer`), so ``torchrun`` or
+Trainer (:class:`~mindmirror.training.student.trainer.MultiTaskTrainer`), so ``torchrun`` or
 ``accelerate launch`` give DDP with no code of ours.
 
 Resuming. Everything a run writes before the bundle lives in a work directory (default:
@@ -32,21 +32,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from student import __version__
-from student.bundle import GenerationDefaults, Manifest, Provenance
-from student.distillation import (
+from mindmirror.student.bundle import GenerationDefaults, Manifest, Provenance
+from mindmirror.student.distillation import (
     DistillationRecord,
     fingerprint,
     load_distillation_data,
     parse_stats,
 )
-from student.errors import MindmirrorError
-from student.files import atomic_write_text
-from student.formats import DEFAULT_PREFIXES
-from student.tasks import Task, get_task
-from training.student.examples import (
+from mindmirror.student.errors import MindmirrorError
+from mindmirror.student.files import atomic_write_text
+from mindmirror.student.formats import DEFAULT_PREFIXES
+from mindmirror.student.tasks import Task, get_task
+from mindmirror.training.student.examples import (
     BuildResult,
     NoUsableDataError,
     TrainingPair,
@@ -57,7 +54,10 @@ from training.student.examples import (
     split_records,
     verdict_judge,
 )
-from training.student.model import StudentSource, check_student, resolve_student
+from mindmirror.training.student.model import StudentSource, check_student, resolve_student
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from mindmirror import __version__
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase, T5ForConditionalGeneration, TrainerCallback
@@ -259,7 +259,7 @@ def _check_run_record(work: Path, config: DistillConfig, data_fingerprint: str) 
 
 
 def training_texts(records: Sequence[DistillationRecord], task: Task) -> list[str]:
-    from training.student.examples import cot_reasoning_text
+    from mindmirror.training.student.examples import cot_reasoning_text
 
     texts: list[str] = []
     prefixes = DEFAULT_PREFIXES
@@ -286,10 +286,9 @@ def _prepare_tokenizer(
     work: Path,
 ) -> PreTrainedTokenizerBase:
     from accelerate import PartialState
+    from mindmirror.training.student.model import load_pretrained_tokenizer, tokenizer_corpus
+    from mindmirror.training.student.tokenizer import train_tokenizer
     from transformers import AutoTokenizer
-
-    from training.student.model import load_pretrained_tokenizer, tokenizer_corpus
-    from training.student.tokenizer import train_tokenizer
 
     if not source.scratch:
         return load_pretrained_tokenizer(source, config.student_revision)
@@ -316,9 +315,8 @@ def _initial_model(
     config: DistillConfig, source: StudentSource, tokenizer: PreTrainedTokenizerBase
 ) -> T5ForConditionalGeneration:
     import torch
+    from mindmirror.training.student.model import load_student_model, scratch_config
     from transformers import T5ForConditionalGeneration
-
-    from training.student.model import load_student_model, scratch_config
 
     if source.scratch:
         torch.manual_seed(config.seed)  # the same random init on every rank and every rerun
@@ -353,9 +351,7 @@ def _train_stage(
     """Train one stage (or find it finished) and leave its selected weights in ``final/``."""
     import torch
     from accelerate import PartialState
-    from transformers import Seq2SeqTrainingArguments
-
-    from training.student.trainer import (
+    from mindmirror.training.student.trainer import (
         EvaluateAtEnd,
         MultiTaskTrainer,
         PairCollator,
@@ -363,6 +359,7 @@ def _train_stage(
         make_compute_metrics,
         uses_rationale,
     )
+    from transformers import Seq2SeqTrainingArguments
 
     final = stage_dir / "final"
     if (final / STAGE_RECORD).is_file():
@@ -511,7 +508,7 @@ def _verdict_accuracy(
     config: DistillConfig,
 ) -> float | None:
     """Agreement of the model's verdicts with the teacher's on held-out self-evaluations."""
-    from training.student.generation import generate_texts
+    from mindmirror.training.student.generation import generate_texts
 
     if not pairs:
         return None
@@ -535,8 +532,7 @@ def _verdict_accuracy(
 def distill(config: DistillConfig, callbacks: Sequence[TrainerCallback] = ()) -> DistillResult:
     """Run (or resume) both stages and write the bundle at ``config.output``."""
     import torch
-
-    from training.student.bundle_io import save_bundle
+    from mindmirror.training.student.bundle_io import save_bundle
 
     task = get_task(config.task)
     source = resolve_student(config.student)
@@ -558,7 +554,7 @@ def distill(config: DistillConfig, callbacks: Sequence[TrainerCallback] = ()) ->
     )
     train_records, val_records = split_records(records, config.val_fraction, config.seed)
     weight, form = config.loss_weight
-    from training.student.trainer import uses_rationale
+    from mindmirror.training.student.trainer import uses_rationale
 
     with_rationale = uses_rationale(weight, form)
     build: dict[str, BuildResult] = {}

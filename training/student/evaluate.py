@@ -28,23 +28,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from student.bundle import (
+from mindmirror.student.bundle import (
     BundleError,
     EvaluationResult,
     compute_checksums,
     load_manifest,
     write_manifest,
 )
-from student.distillation import (
+from mindmirror.student.distillation import (
     DistillationRecord,
     detect_layout,
     fingerprint,
     load_distillation_data,
     load_task_examples,
 )
-from student.jsonl import DataFileError, read_json_records
-from student.tasks import Example, Task, get_task
-from student.tasks.cqa import LETTERS, choices_of, normalize_text
+from mindmirror.student.jsonl import DataFileError, read_json_records
+from mindmirror.student.tasks import Example, Task, get_task
+from mindmirror.student.tasks.cqa import LETTERS, choices_of, normalize_text
 
 __all__ = ["EvaluationReport", "evaluate_bundle", "load_evaluation_data", "per_class_scores"]
 
@@ -146,8 +146,8 @@ def evaluate_bundle(
     keep_predictions: bool = False,
 ) -> EvaluationReport:
     """Score the bundle's student on ``data`` and (by default) record it in the manifest."""
-    from training.student.bundle_io import load_student
-    from training.student.generation import default_device, generate_texts
+    from mindmirror.training.student.bundle_io import load_student
+    from mindmirror.training.student.generation import default_device, generate_texts
 
     bundle = Path(bundle)
     # The task first, to read (and reject bad) data before a large model is loaded;
@@ -252,8 +252,8 @@ def _verdict_accuracy(
     name: str,
     common: dict[str, Any],
 ) -> EvaluationResult | None:
-    from training.student.examples import cot_reasoning_text, verdict_of
-    from training.student.generation import generate_texts
+    from mindmirror.training.student.examples import cot_reasoning_text, verdict_of
+    from mindmirror.training.student.generation import generate_texts
 
     cases: list[tuple[str, str]] = []  # (student input, teacher verdict)
     for record in records:

@@ -11,8 +11,8 @@ task-prefix scheme): ``predict: <x>`` → label and ``explain: <x>`` → rationa
   rationale. One pair per parsed CoT.
 
 Teacher outputs that cannot be used are skipped and counted by reason, so a run can say what
-it left out. Inputs are built with the manifest's :class:`~student.formats.Prefixes`, never
-literal strings.
+it left out. Inputs are built with the manifest's :class:`~mindmirror.student.formats.Prefixes`,
+never literal strings.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from student.distillation import DistillationRecord, TeacherCoT
-from student.errors import MindmirrorError
-from student.formats import DEFAULT_PREFIXES, Prefixes, Verdict
-from student.tasks import Example, Task, TaskDataError
+from mindmirror.student.distillation import DistillationRecord, TeacherCoT
+from mindmirror.student.errors import MindmirrorError
+from mindmirror.student.formats import DEFAULT_PREFIXES, Prefixes, Verdict
+from mindmirror.student.tasks import Example, Task, TaskDataError
 
 __all__ = [
     "BuildResult",

@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from student.bundle import BundleError, load_manifest
-from student.distillation import load_distillation_data
-from student.errors import MindmirrorError
-from student.tasks import get_task
-from training.student.distill import DistillConfig, distill
+from mindmirror.student.bundle import BundleError, load_manifest
+from mindmirror.student.distillation import load_distillation_data
+from mindmirror.student.errors import MindmirrorError
+from mindmirror.student.tasks import get_task
+from mindmirror.training.student.distill import DistillConfig, distill
 
 __all__ = ["VARIANTS", "ExperimentRow", "ExperimentTable", "Variant", "run_experiment"]
 
@@ -161,9 +161,9 @@ class ExperimentTable:
 
 def _shared_tokenizer(base: DistillConfig, output: Path) -> Path:
     """One tokenizer for every from-scratch run, trained on all the training text."""
-    from training.student.distill import training_texts
-    from training.student.model import tokenizer_corpus
-    from training.student.tokenizer import train_tokenizer
+    from mindmirror.training.student.distill import training_texts
+    from mindmirror.training.student.model import tokenizer_corpus
+    from mindmirror.training.student.tokenizer import train_tokenizer
 
     path = output / "tokenizer"
     if not (path / "tokenizer.json").is_file():
@@ -191,7 +191,7 @@ def run_experiment(
     ``base`` carries the shared settings (data, task, student, steps, lengths...); its
     ``output``, ``seed``, ``num_cots``/``self_evaluation`` and loss weights are set per run.
     """
-    from training.student.evaluate import evaluate_bundle
+    from mindmirror.training.student.evaluate import evaluate_bundle
 
     unknown = [name for name in variants if name not in VARIANTS]
     if unknown:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from student.errors import MindmirrorError
+from mindmirror.student.errors import MindmirrorError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase, T5Config, T5ForConditionalGeneration

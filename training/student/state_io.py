@@ -16,9 +16,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from mindmirror.student.files import atomic_path, atomic_write_text
 from safetensors.torch import load_file, save_file
-
-from student.files import atomic_path, atomic_write_text
 
 __all__ = ["load_state", "save_state", "state_exists"]
 

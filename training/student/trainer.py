@@ -8,7 +8,8 @@ combined. Everything else (optimizer, schedule, gradient accumulation, bf16, DDP
 
 Checkpoints hold no pickles: weights are safetensors (``save_safetensors=True``), and the
 optimizer, scheduler and RNG states that the Trainer would ``torch.save`` are written with
-:mod:`training.student.state_io` instead. ``training_args.bin`` becomes ``training_args.json``.
+:mod:`mindmirror.training.student.state_io` instead. ``training_args.bin`` becomes
+``training_args.json``.
 """
 
 from __future__ import annotations
@@ -23,12 +24,11 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from mindmirror.student.errors import MindmirrorError
+from mindmirror.training.student.examples import TrainingPair
+from mindmirror.training.student.state_io import load_state, save_state, state_exists
 from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase, Seq2SeqTrainer, TrainerCallback
-
-from student.errors import MindmirrorError
-from training.student.examples import TrainingPair
-from training.student.state_io import load_state, save_state, state_exists
 
 __all__ = [
     "EvaluateAtEnd",

@@ -26,14 +26,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import openai
-
-from student.errors import MindmirrorError
-from student.tasks import Example
-from training.teacher.backends.base import TeacherFatalError
-from training.teacher.backends.openai_backend import OpenAITeacher, completion_from_body
-from training.teacher.limits import TokenEstimator
-from training.teacher.prompts import Planner, Slot
-from training.teacher.runner import (
+from mindmirror.student.errors import MindmirrorError
+from mindmirror.student.tasks import Example
+from mindmirror.training.teacher.backends.base import TeacherFatalError
+from mindmirror.training.teacher.backends.openai_backend import OpenAITeacher, completion_from_body
+from mindmirror.training.teacher.limits import TokenEstimator
+from mindmirror.training.teacher.prompts import Planner, Slot
+from mindmirror.training.teacher.runner import (
     Job,
     RunOptions,
     RunReport,
@@ -41,7 +40,7 @@ from training.teacher.runner import (
     plan_example,
     verdict_missing,
 )
-from training.teacher.store import BatchRecord, CallRecord, Result, Store
+from mindmirror.training.teacher.store import BatchRecord, CallRecord, Result, Store
 
 __all__ = ["BatchOptions", "BatchRunner"]
 

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from student.errors import MindmirrorError
+from mindmirror.student.errors import MindmirrorError
 
 __all__ = ["register"]
 
@@ -204,13 +204,13 @@ def register(subparsers: Any) -> None:
 
 # ----- run --------------------------------------------------------------------------------------
 def _run(args: argparse.Namespace) -> int:
-    from student.distillation import load_task_examples
-    from student.tasks import get_task
-    from training.teacher.backends import TeacherOptions, create_backend
-    from training.teacher.limits import Prices, RetryPolicy
-    from training.teacher.prompts import Planner, SamplingParams
-    from training.teacher.runner import RunOptions, estimate_plan
-    from training.teacher.store import Store
+    from mindmirror.student.distillation import load_task_examples
+    from mindmirror.student.tasks import get_task
+    from mindmirror.training.teacher.backends import TeacherOptions, create_backend
+    from mindmirror.training.teacher.limits import Prices, RetryPolicy
+    from mindmirror.training.teacher.prompts import Planner, SamplingParams
+    from mindmirror.training.teacher.runner import RunOptions, estimate_plan
+    from mindmirror.training.teacher.store import Store
 
     if args.api_key_flag is not None:
         raise MindmirrorError(
@@ -331,11 +331,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def _drive(store, backend, planner, examples, run_options, args):  # type: ignore[no-untyped-def]
-    from training.teacher.runner import TeacherRunner
+    from mindmirror.training.teacher.runner import TeacherRunner
 
     try:
         if args.batch:
-            from training.teacher.batch import BatchOptions, BatchRunner
+            from mindmirror.training.teacher.batch import BatchOptions, BatchRunner
 
             runner: Any = BatchRunner(
                 store,
@@ -359,7 +359,7 @@ async def _drive(store, backend, planner, examples, run_options, args):  # type:
 
 # ----- export / import / status ---------------------------------------------------------------
 def _store_task(store: Any, override: str | None) -> Any:
-    from student.tasks import get_task
+    from mindmirror.student.tasks import get_task
 
     source = override or store.get_meta("task_source") or store.get_meta("task")
     if source is None:
@@ -368,8 +368,8 @@ def _store_task(store: Any, override: str | None) -> Any:
 
 
 def _write_export(store: Any, out: Path, run_id: str | None, task: Any, partial: bool) -> None:
-    from student.distillation import parse_stats, write_distillation_set
-    from training.teacher.records import export_run
+    from mindmirror.student.distillation import parse_stats, write_distillation_set
+    from mindmirror.training.teacher.records import export_run
 
     result = export_run(store, run_id, task)
     if not result.complete and not partial:
@@ -398,7 +398,7 @@ def _write_export(store: Any, out: Path, run_id: str | None, task: Any, partial:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from training.teacher.store import Store
+    from mindmirror.training.teacher.store import Store
 
     with Store(args.store, create=False) as store:
         _write_export(store, args.out, args.run, _store_task(store, args.task), args.partial)
@@ -406,10 +406,10 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from student.distillation import detect_layout, load_distillation_data
-    from student.tasks import get_task
-    from training.teacher.records import import_records
-    from training.teacher.store import Store
+    from mindmirror.student.distillation import detect_layout, load_distillation_data
+    from mindmirror.student.tasks import get_task
+    from mindmirror.training.teacher.records import import_records
+    from mindmirror.training.teacher.store import Store
 
     task = get_task(args.task) if args.task else None
     layout = detect_layout(args.path)
@@ -429,8 +429,8 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from training.teacher.records import export_run
-    from training.teacher.store import Store
+    from mindmirror.training.teacher.records import export_run
+    from mindmirror.training.teacher.store import Store
 
     with Store(args.store, create=False) as store:
         task = _store_task(store, None)

@@ -12,8 +12,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from student.errors import MindmirrorError
-from training.teacher.prompts import Message
+from mindmirror.student.errors import MindmirrorError
+from mindmirror.training.teacher.prompts import Message
 
 __all__ = ["Budget", "Prices", "RateLimiter", "RetryPolicy", "TokenEstimator"]
 

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from student.errors import MindmirrorError
-from student.tasks import Example, Task
+from mindmirror.student.errors import MindmirrorError
+from mindmirror.student.tasks import Example, Task
 
 __all__ = [
     "SELF_EVAL_INSTRUCTION",

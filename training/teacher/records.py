@@ -1,11 +1,11 @@
 """Between the store and distillation sets: export a run, import existing teacher outputs.
 
-Export replays the run's plan (the same :class:`~training.teacher.prompts.Planner` the runner
-used) and reads each slot by its key, so the JSONL lists examples in input order, CoTs by
+Export replays the run's plan (the same :class:`~mindmirror.training.teacher.prompts.Planner` the
+runner used) and reads each slot by its key, so the JSONL lists examples in input order, CoTs by
 sample index and self-evaluations by index under the CoT they judge, whatever order the calls
 finished in. Raw teacher text is parsed here with the task's parser (``cot_from_text`` and
-``self_evaluation_from_text`` from :mod:`student.distillation`): an unparseable answer is kept
-with ``answer``/``verdict`` null, never guessed.
+``self_evaluation_from_text`` from :mod:`mindmirror.student.distillation`): an unparseable answer is
+kept with ``answer``/``verdict`` null, never guessed.
 
 Import files existing teacher outputs (the distilling-step-by-step and Mind's Mirror
 releases, or a distillation JSONL) under the keys an equivalent run would use, as an
@@ -18,11 +18,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from student.distillation import DistillationRecord, cot_from_text, self_evaluation_from_text
-from student.errors import MindmirrorError
-from student.tasks import Example, Task, get_task
-from training.teacher.prompts import Planner, SamplingParams
-from training.teacher.store import CallRecord, Result, Store
+from mindmirror.student.distillation import (
+    DistillationRecord,
+    cot_from_text,
+    self_evaluation_from_text,
+)
+from mindmirror.student.errors import MindmirrorError
+from mindmirror.student.tasks import Example, Task, get_task
+from mindmirror.training.teacher.prompts import Planner, SamplingParams
+from mindmirror.training.teacher.store import CallRecord, Result, Store
 
 __all__ = ["ExportResult", "export_run", "import_records", "planner_for_run"]
 

@@ -24,9 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from student.formats import parse_self_evaluation
-from student.tasks import Example
-from training.teacher.backends.base import (
+from mindmirror.student.formats import parse_self_evaluation
+from mindmirror.student.tasks import Example
+from mindmirror.training.teacher.backends.base import (
     Completion,
     GenerationRequest,
     RequestRejected,
@@ -34,9 +34,15 @@ from training.teacher.backends.base import (
     TeacherFatalError,
     TransientTeacherError,
 )
-from training.teacher.limits import Budget, Prices, RateLimiter, RetryPolicy, TokenEstimator
-from training.teacher.prompts import Kind, Message, Planner, SamplingParams, Slot
-from training.teacher.store import CallRecord, Result, Store
+from mindmirror.training.teacher.limits import (
+    Budget,
+    Prices,
+    RateLimiter,
+    RetryPolicy,
+    TokenEstimator,
+)
+from mindmirror.training.teacher.prompts import Kind, Message, Planner, SamplingParams, Slot
+from mindmirror.training.teacher.store import CallRecord, Result, Store
 
 __all__ = [
     "Job",

@@ -25,8 +25,8 @@ equation is not in the key, as a real teacher's answer key is not: a question ke
 answer.)
 
 :func:`simulated_distillation_set` makes a whole distillation set in memory; the teacher
-backend ``simulated`` (:mod:`training.teacher.backends.simulated`) gives the same texts through
-the store and runner, as ``mindmirror teach run --teacher simulated``.
+backend ``simulated`` (:mod:`mindmirror.training.teacher.backends.simulated`) gives the same texts
+through the store and runner, as ``mindmirror teach run --teacher simulated``.
 """
 
 from __future__ import annotations
@@ -39,12 +39,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from student.arithmetic import format_number, numbers_equal, try_evaluate
-from student.distillation import DistillationRecord, cot_from_text, self_evaluation_from_text
-from student.errors import MindmirrorError
-from student.formats import Verdict, verdict_sentence
-from student.tasks import Example, TaskDataError, get_task
-from student.tasks.arith import (
+from mindmirror.student.arithmetic import format_number, numbers_equal, try_evaluate
+from mindmirror.student.distillation import (
+    DistillationRecord,
+    cot_from_text,
+    self_evaluation_from_text,
+)
+from mindmirror.student.errors import MindmirrorError
+from mindmirror.student.formats import Verdict, verdict_sentence
+from mindmirror.student.tasks import Example, TaskDataError, get_task
+from mindmirror.student.tasks.arith import (
     BinOp,
     Node,
     Num,

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from student.errors import MindmirrorError
-from student.tasks import Example
+from mindmirror.student.errors import MindmirrorError
+from mindmirror.student.tasks import Example
 
 __all__ = ["BatchRecord", "CallRecord", "Result", "Store", "StoreError"]
 

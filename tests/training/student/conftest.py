@@ -3,10 +3,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-
-from student.distillation import DistillationRecord, write_distillation_set
-from student.tasks.arith import generate_splits
-from training.teacher.simulated import SimulatedTeacherConfig, simulated_distillation_set
+from mindmirror.student.distillation import DistillationRecord, write_distillation_set
+from mindmirror.student.tasks.arith import generate_splits
+from mindmirror.training.teacher.simulated import SimulatedTeacherConfig, simulated_distillation_set
 
 
 def arith_distillation_set(
@@ -60,8 +59,9 @@ def test_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="package")
 def trained(tmp_path_factory: pytest.TempPathFactory, train_data: Path):
     """The result of one full two-stage run (read-only: copy the bundle before changing it)."""
+    from mindmirror.training.student.distill import distill
+
     from tests.training.student.helpers import small_config
-    from training.student.distill import distill
 
     # Package-scoped fixtures are set up before the module-scoped thread setting.
     with torch_threads(1):

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from training.student.distill import DistillConfig
+from mindmirror.training.student.distill import DistillConfig
 
 STEPS = 16
 

@@ -5,12 +5,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from mindmirror.student.bundle import load_manifest
+from mindmirror.student.distillation import write_distillation_set
+from mindmirror.student.tasks.arith import generate_problems
+from mindmirror.training.teacher.simulated import SimulatedTeacherConfig, simulated_distillation_set
 
 from mindmirror.cli import main
-from student.bundle import load_manifest
-from student.distillation import write_distillation_set
-from student.tasks.arith import generate_problems
-from training.teacher.simulated import SimulatedTeacherConfig, simulated_distillation_set
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

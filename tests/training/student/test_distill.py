@@ -5,13 +5,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from mindmirror.student.bundle import BundleError, load_manifest
+from mindmirror.student.formats import DEFAULT_PREFIXES
+from mindmirror.training.student.bundle_io import load_student
+from mindmirror.training.student.distill import RunMismatchError, distill
 from transformers import TrainerCallback
 
-from student.bundle import BundleError, load_manifest
-from student.formats import DEFAULT_PREFIXES
 from tests.training.student.helpers import STEPS, small_config
-from training.student.bundle_io import load_student
-from training.student.distill import RunMismatchError, distill
 
 
 def test_both_stages_drive_the_loss_down(trained) -> None:

@@ -1,15 +1,14 @@
 import pytest
-
-from student.distillation import (
+from mindmirror.student.distillation import (
     DistillationRecord,
     SelfEvaluation,
     TeacherCoT,
     cot_from_text,
     self_evaluation_from_text,
 )
-from student.formats import Prefixes
-from student.tasks import get_task
-from training.student.examples import (
+from mindmirror.student.formats import Prefixes
+from mindmirror.student.tasks import get_task
+from mindmirror.training.student.examples import (
     TrainingPair,
     build_cot_pairs,
     build_cot_validation,

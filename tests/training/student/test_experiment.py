@@ -2,10 +2,10 @@ import json
 from pathlib import Path
 
 import pytest
+from mindmirror.training.student.experiment import VARIANTS, run_experiment
 
 from mindmirror.cli import main
 from tests.training.student.helpers import small_config
-from training.student.experiment import VARIANTS, run_experiment
 
 
 def test_variants_are_the_paper_baselines(train_data: Path, tmp_path: Path) -> None:

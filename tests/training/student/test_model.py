@@ -1,15 +1,14 @@
 from pathlib import Path
 
 import pytest
-from transformers import GPT2Config, T5Config, T5ForConditionalGeneration
-
-from training.student.model import (
+from mindmirror.training.student.model import (
     StudentModelError,
     load_pretrained_tokenizer,
     load_student_model,
     resolve_student,
 )
-from training.student.tokenizer import train_tokenizer
+from mindmirror.training.student.tokenizer import train_tokenizer
+from transformers import GPT2Config, T5Config, T5ForConditionalGeneration
 
 
 def _tiny_t5() -> T5ForConditionalGeneration:

@@ -1,9 +1,10 @@
 from pathlib import Path
 
-from student.bundle import load_manifest
-from student.formats import DEFAULT_PREFIXES
+from mindmirror.student.bundle import load_manifest
+from mindmirror.student.formats import DEFAULT_PREFIXES
+from mindmirror.training.student.bundle_io import load_student
+
 from tests.tiny_student import make_problems
-from training.student.bundle_io import load_student
 
 
 def test_tiny_bundle_is_trained_and_verified(tiny_bundle: Path) -> None:

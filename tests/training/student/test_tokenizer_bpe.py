@@ -1,8 +1,7 @@
+from mindmirror.student.formats import DEFAULT_PREFIXES
+from mindmirror.student.tasks.arith import generate_problems
+from mindmirror.training.student.tokenizer import train_tokenizer
 from transformers import T5TokenizerFast
-
-from student.formats import DEFAULT_PREFIXES
-from student.tasks.arith import generate_problems
-from training.student.tokenizer import train_tokenizer
 
 
 def _texts() -> list[str]:

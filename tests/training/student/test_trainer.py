@@ -4,18 +4,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import Seq2SeqTrainingArguments, T5Config, T5ForConditionalGeneration
-
-from training.student.examples import TrainingPair
-from training.student.state_io import load_state, save_state
-from training.student.tokenizer import train_tokenizer
-from training.student.trainer import (
+from mindmirror.training.student.examples import TrainingPair
+from mindmirror.training.student.state_io import load_state, save_state
+from mindmirror.training.student.tokenizer import train_tokenizer
+from mindmirror.training.student.trainer import (
     MultiTaskTrainer,
     PairCollator,
     PairDataset,
     combine_losses,
     uses_rationale,
 )
+from transformers import Seq2SeqTrainingArguments, T5Config, T5ForConditionalGeneration
 
 PAIRS = [
     TrainingPair("a", "cot", "predict: Tom has 5 apples", "5 + 3", "explain: Tom has 5 apples",

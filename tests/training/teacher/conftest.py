@@ -7,15 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mindmirror.student.distillation import load_task_examples
+from mindmirror.student.tasks import Example, get_task
+from mindmirror.training.teacher.backends.openai_backend import OpenAITeacher
+from mindmirror.training.teacher.limits import Prices, RetryPolicy
+from mindmirror.training.teacher.prompts import Planner, SamplingParams
+from mindmirror.training.teacher.runner import RunOptions, RunReport, TeacherRunner
+from mindmirror.training.teacher.store import Store
 
-from student.distillation import load_task_examples
-from student.tasks import Example, get_task
 from tests.fake_openai import FakeOpenAI, serve
-from training.teacher.backends.openai_backend import OpenAITeacher
-from training.teacher.limits import Prices, RetryPolicy
-from training.teacher.prompts import Planner, SamplingParams
-from training.teacher.runner import RunOptions, RunReport, TeacherRunner
-from training.teacher.store import Store
 
 SVAMP = get_task("svamp")
 MODEL = "fake-teacher"
@@ -107,7 +107,7 @@ def run_teacher(
 
 
 def export_lines(store_path: Path, run_id: str | None = None) -> list[dict[str, Any]]:
-    from training.teacher.records import export_run
+    from mindmirror.training.teacher.records import export_run
 
     with Store(store_path) as store:
         result = export_run(store, run_id, SVAMP)

@@ -8,6 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mindmirror.training.teacher.backends.openai_backend import OpenAITeacher
+from mindmirror.training.teacher.batch import BatchOptions, BatchRunner
+from mindmirror.training.teacher.limits import Prices
+from mindmirror.training.teacher.runner import RunOptions, RunReport
+from mindmirror.training.teacher.store import Store
 
 from tests.fake_openai import FakeOpenAI
 from tests.training.teacher.conftest import (
@@ -18,11 +23,6 @@ from tests.training.teacher.conftest import (
     make_planner,
     run_teacher,
 )
-from training.teacher.backends.openai_backend import OpenAITeacher
-from training.teacher.batch import BatchOptions, BatchRunner
-from training.teacher.limits import Prices
-from training.teacher.runner import RunOptions, RunReport
-from training.teacher.store import Store
 
 
 def run_batch(

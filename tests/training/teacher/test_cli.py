@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from mindmirror.student.distillation import read_distillation_set
 
 from mindmirror.cli import main
-from student.distillation import read_distillation_set
 from tests.training.teacher.conftest import SVAMP, write_data
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -201,8 +201,9 @@ def test_local_dry_run_loads_no_model_and_the_cli_stays_light(tmp_path: Path) ->
     data = write_data(tmp_path / "data.jsonl", 2)
     code = (
         "import sys\n"
-        "import training.teacher.cli, training.teacher.runner, training.teacher.batch\n"
-        "import training.teacher.records, training.teacher.backends.openai_backend\n"
+        "import mindmirror.training.teacher.cli, mindmirror.training.teacher.runner\n"
+        "import mindmirror.training.teacher.batch, mindmirror.training.teacher.records\n"
+        "import mindmirror.training.teacher.backends.openai_backend\n"
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules\n"
         "from mindmirror.cli import main\n"
         f"rc = main(['teach', 'run', '--task', 'svamp', '--data', {str(data)!r}, "
@@ -251,7 +252,7 @@ def test_task_spec_file_round_trip(
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     assert main(["teach", "export", "--store", str(store), "--out", "set.jsonl"]) == 0
-    from student.tasks import get_task
+    from mindmirror.student.tasks import get_task
 
     records = read_distillation_set(elsewhere / "set.jsonl", get_task(spec))
     assert [c.answer for r in records for c in r.cots] == ["positive"] * 3 + ["negative"] * 3

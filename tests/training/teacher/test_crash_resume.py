@@ -10,9 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+from mindmirror.training.teacher.records import export_run
+from mindmirror.training.teacher.store import Store
+
 from tests.training.teacher.conftest import SVAMP, examples_of, make_planner, write_data
-from training.teacher.records import export_run
-from training.teacher.store import Store
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -2,10 +2,15 @@ import asyncio
 import random
 
 import pytest
-
-from student.errors import MindmirrorError
-from training.teacher.backends.openai_backend import parse_retry_after
-from training.teacher.limits import Budget, Prices, RateLimiter, RetryPolicy, TokenEstimator
+from mindmirror.student.errors import MindmirrorError
+from mindmirror.training.teacher.backends.openai_backend import parse_retry_after
+from mindmirror.training.teacher.limits import (
+    Budget,
+    Prices,
+    RateLimiter,
+    RetryPolicy,
+    TokenEstimator,
+)
 
 
 class FakeClock:

@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from mindmirror.student.distillation import read_distillation_set
+from mindmirror.training.teacher.backends.local import LocalTeacher, default_gguf, render_prompt
+from mindmirror.training.teacher.store import Store
 
 from mindmirror.cli import main
-from student.distillation import read_distillation_set
 from tests.training.teacher.conftest import SVAMP, write_data
-from training.teacher.backends.local import LocalTeacher, default_gguf, render_prompt
-from training.teacher.store import Store
 
 
 def test_default_model_is_found_without_importing_the_plugin() -> None:
@@ -24,7 +24,7 @@ def test_default_model_is_found_without_importing_the_plugin() -> None:
 
 
 def test_model_argument_forms(tmp_path: Path) -> None:
-    from student.errors import MindmirrorError
+    from mindmirror.student.errors import MindmirrorError
 
     (tmp_path / "weights.bin").write_bytes(b"x")
     with pytest.raises(MindmirrorError, match="not a .gguf"):

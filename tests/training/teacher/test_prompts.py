@@ -1,6 +1,6 @@
-from student.formats import verdict_sentence
-from student.tasks import Example, get_task
-from training.teacher.prompts import (
+from mindmirror.student.formats import verdict_sentence
+from mindmirror.student.tasks import Example, get_task
+from mindmirror.training.teacher.prompts import (
     SELF_EVAL_INSTRUCTION,
     Planner,
     SamplingParams,

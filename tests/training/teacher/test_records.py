@@ -7,12 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-
-from student.distillation import load_dsbs, load_minds_mirror, read_distillation_set
-from student.errors import MindmirrorError
-from student.tasks import get_task
-from training.teacher.records import export_run, import_records
-from training.teacher.store import Store
+from mindmirror.student.distillation import load_dsbs, load_minds_mirror, read_distillation_set
+from mindmirror.student.errors import MindmirrorError
+from mindmirror.student.tasks import get_task
+from mindmirror.training.teacher.records import export_run, import_records
+from mindmirror.training.teacher.store import Store
 
 SVAMP = get_task("svamp")
 CQA = get_task("cqa")

@@ -7,8 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mindmirror.student.distillation import DistillationRecord, parse_stats
+from mindmirror.training.teacher.backends.base import TeacherFatalError
+from mindmirror.training.teacher.limits import Prices, RetryPolicy
+from mindmirror.training.teacher.store import Store
 
-from student.distillation import DistillationRecord, parse_stats
 from tests.fake_openai import Reply, identity_of
 from tests.training.teacher.conftest import (
     SVAMP,
@@ -17,9 +20,6 @@ from tests.training.teacher.conftest import (
     make_planner,
     run_teacher,
 )
-from training.teacher.backends.base import TeacherFatalError
-from training.teacher.limits import Prices, RetryPolicy
-from training.teacher.store import Store
 
 # 4 examples (q3 draws malformed CoTs), N=3, M=2: 12 CoTs, 9 parseable -> 18 evaluations.
 COTS, EVALS, PARSEABLE_COTS = 12, 18, 9

@@ -5,18 +5,22 @@ import sys
 from collections import Counter
 
 import pytest
-
-from student.distillation import (
+from mindmirror.student.distillation import (
     DistillationRecord,
     cot_from_text,
     parse_stats,
     self_evaluation_from_text,
 )
-from student.errors import MindmirrorError
-from student.formats import Verdict, parse_self_evaluation, verdict_sentence
-from student.tasks import Example, get_task
-from student.tasks.arith import equation_leaves, equation_ops, generate_problems, parse_equation
-from training.teacher.simulated import (
+from mindmirror.student.errors import MindmirrorError
+from mindmirror.student.formats import Verdict, parse_self_evaluation, verdict_sentence
+from mindmirror.student.tasks import Example, get_task
+from mindmirror.student.tasks.arith import (
+    equation_leaves,
+    equation_ops,
+    generate_problems,
+    parse_equation,
+)
+from mindmirror.training.teacher.simulated import (
     ERROR_KINDS,
     SimulatedTeacher,
     SimulatedTeacherConfig,
@@ -203,8 +207,8 @@ def test_outputs_are_deterministic_per_example_sample_and_seed(examples) -> None
 def test_outputs_do_not_depend_on_the_process(examples) -> None:
     # Python salts str hashes per process; a rerun after a crash must still reproduce texts.
     code = (
-        "from student.tasks import Example;"
-        "from training.teacher.simulated import simulate_cot, simulate_self_evaluation;"
+        "from mindmirror.student.tasks import Example;"
+        "from mindmirror.training.teacher.simulated import simulate_cot, simulate_self_evaluation;"
         f"e = Example(id={examples[7].id!r}, question={examples[7].question!r}, "
         f"label={examples[7].label!r});"
         "c = simulate_cot(e, 3);"

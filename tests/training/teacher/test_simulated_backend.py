@@ -7,18 +7,18 @@ import json
 from pathlib import Path
 
 import pytest
+from mindmirror.student.distillation import DistillationRecord, load_task_examples
+from mindmirror.student.tasks import Example, get_task
+from mindmirror.student.tasks.arith import write_arith_data
+from mindmirror.training.teacher.backends import TeacherOptions, create_backend
+from mindmirror.training.teacher.backends.base import GenerationRequest, TeacherFatalError
+from mindmirror.training.teacher.prompts import Planner, SamplingParams
+from mindmirror.training.teacher.records import export_run
+from mindmirror.training.teacher.runner import RunOptions, TeacherRunner
+from mindmirror.training.teacher.simulated import SimulatedTeacherConfig, simulated_distillation_set
+from mindmirror.training.teacher.store import Store
 
 from mindmirror.cli import main
-from student.distillation import DistillationRecord, load_task_examples
-from student.tasks import Example, get_task
-from student.tasks.arith import write_arith_data
-from training.teacher.backends import TeacherOptions, create_backend
-from training.teacher.backends.base import GenerationRequest, TeacherFatalError
-from training.teacher.prompts import Planner, SamplingParams
-from training.teacher.records import export_run
-from training.teacher.runner import RunOptions, TeacherRunner
-from training.teacher.simulated import SimulatedTeacherConfig, simulated_distillation_set
-from training.teacher.store import Store
 
 ARITH = get_task("arith")
 SETTINGS = {"error_rate": "0.3", "unparseable_rate": "0.1", "seed": "3"}

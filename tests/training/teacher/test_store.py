@@ -2,9 +2,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
-from student.tasks import Example
-from training.teacher.store import CallRecord, Result, Store, StoreError
+from mindmirror.student.tasks import Example
+from mindmirror.training.teacher.store import CallRecord, Result, Store, StoreError
 
 
 def _result(key: str, text: str) -> Result:

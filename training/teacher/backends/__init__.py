@@ -2,16 +2,16 @@
 
 Each entry maps a name to ``"module:Class"`` so the CLI imports only the backend it uses (the
 OpenAI path must not import torch; the local path must not need a network client). Adding a
-teacher = writing one :class:`~training.teacher.backends.base.TeacherBackend` subclass and
-adding one line here.
+teacher = writing one :class:`~mindmirror.training.teacher.backends.base.TeacherBackend` subclass
+and adding one line here.
 """
 
 from __future__ import annotations
 
 import importlib
 
-from student.errors import MindmirrorError
-from training.teacher.backends.base import (
+from mindmirror.student.errors import MindmirrorError
+from mindmirror.training.teacher.backends.base import (
     Completion,
     GenerationRequest,
     RequestRejected,
@@ -35,9 +35,9 @@ __all__ = [
 ]
 
 BACKENDS: dict[str, str] = {
-    "openai": "training.teacher.backends.openai_backend:OpenAITeacher",
-    "local": "training.teacher.backends.local:LocalTeacher",
-    "simulated": "training.teacher.backends.simulated:SimulatedBackend",
+    "openai": "mindmirror.training.teacher.backends.openai_backend:OpenAITeacher",
+    "local": "mindmirror.training.teacher.backends.local:LocalTeacher",
+    "simulated": "mindmirror.training.teacher.backends.simulated:SimulatedBackend",
 }
 
 

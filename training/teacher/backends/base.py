@@ -18,8 +18,8 @@ backend, so a new teacher is one class:
             text = request.messages[-1]["content"]
             return Completion(texts=[text] * request.n, prompt_tokens=0, completion_tokens=0)
 
-and one line in :data:`training.teacher.backends.BACKENDS`. Errors are reported with the three
-exception classes below so the runner's retry policy is the same for every backend.
+and one line in :data:`mindmirror.training.teacher.backends.BACKENDS`. Errors are reported with the
+three exception classes below so the runner's retry policy is the same for every backend.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from student.errors import MindmirrorError
-from student.tasks import Example, Task
-from training.teacher.prompts import Kind, Message, SamplingParams
+from mindmirror.student.errors import MindmirrorError
+from mindmirror.student.tasks import Example, Task
+from mindmirror.training.teacher.prompts import Kind, Message, SamplingParams
 
 __all__ = [
     "Completion",
@@ -130,7 +130,7 @@ class TeacherBackend(ABC):
 
     #: the ``--teacher`` value that selects this backend
     name: ClassVar[str]
-    #: whether :mod:`training.teacher.batch` can drive it (needs an OpenAI client)
+    #: whether :mod:`mindmirror.training.teacher.batch` can drive it (needs an OpenAI client)
     supports_batch: ClassVar[bool] = False
 
     #: the model identity that goes into every store key (change it, and nothing is reused)
@@ -157,7 +157,7 @@ class TeacherBackend(ABC):
         """
 
     def check_task(self, task: Task) -> None:  # noqa: B027 - optional hook
-        """Raise a :class:`~student.errors.MindmirrorError` if this teacher cannot answer
+        """Raise a :class:`~mindmirror.student.errors.MindmirrorError` if this teacher cannot answer
         ``task`` (called before anything is planned or sent, dry runs included). Language
         models answer any task; a simulator knows only its own."""
 

@@ -20,15 +20,15 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from student.errors import MindmirrorError
-from training.teacher.backends.base import (
+from mindmirror.student.errors import MindmirrorError
+from mindmirror.training.teacher.backends.base import (
     Completion,
     GenerationRequest,
     RequestRejected,
     TeacherBackend,
     TeacherOptions,
 )
-from training.teacher.prompts import Message
+from mindmirror.training.teacher.prompts import Message
 
 __all__ = ["DEFAULT_MODEL", "LocalTeacher", "cache_root", "default_gguf", "render_prompt"]
 
@@ -200,7 +200,7 @@ class LocalTeacher(TeacherBackend):
     def _save_cache(target: Path, model: Any, tokenizer: Any) -> None:
         """Keep the de-quantized model: reading a GGUF (tokenizer conversion plus
         de-quantization) takes about a minute, the safetensors copy about a second."""
-        from student.bundle import atomic_directory
+        from mindmirror.student.bundle import atomic_directory
 
         try:
             with atomic_directory(target, force=True) as tmp:

@@ -16,8 +16,8 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from student.errors import MindmirrorError
-from training.teacher.backends.base import (
+from mindmirror.student.errors import MindmirrorError
+from mindmirror.training.teacher.backends.base import (
     Completion,
     GenerationRequest,
     RequestRejected,

@@ -1,5 +1,5 @@
-"""``--teacher simulated``: the simulated teacher of :mod:`training.teacher.simulated` as a
-teacher backend, so its output goes through the same store, runner, export and distillation set
+"""``--teacher simulated``: the simulated teacher of :mod:`mindmirror.training.teacher.simulated` as
+a teacher backend, so its output goes through the same store, runner, export and distillation set
 as an LLM teacher's.
 
 It is not a language model. It answers the ``arith`` task only, from each problem's gold
@@ -21,16 +21,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from student.errors import MindmirrorError
-from student.tasks import Task
-from training.teacher.backends.base import (
+from mindmirror.student.errors import MindmirrorError
+from mindmirror.student.tasks import Task
+from mindmirror.training.teacher.backends.base import (
     Completion,
     GenerationRequest,
     TeacherBackend,
     TeacherFatalError,
     TeacherOptions,
 )
-from training.teacher.simulated import (
+from mindmirror.training.teacher.simulated import (
     SimulatedTeacher,
     SimulatedTeacherConfig,
     SimulatedTeacherError,
