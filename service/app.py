@@ -50,6 +50,7 @@ from mindmirror.service.schemas import (
 )
 from mindmirror.service.selfconsistency import Candidate, aggregate
 from mindmirror.service.settings import Settings
+from mindmirror.student.formats import read_verdict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -547,7 +548,7 @@ async def explain(
                 "explain", [Row(ids, predict_max) for ids in eval_ids], request, force=True
             )
         )
-        by_cot = {cot: model.read_verdict(text) for cot, text in zip(distinct, judged, strict=True)}
+        by_cot = {cot: read_verdict(text) for cot, text in zip(distinct, judged, strict=True)}
         verdicts = [by_cot[cot] for cot in cots]
 
     candidates = [
@@ -615,7 +616,7 @@ async def evaluate(
         rows.append(Row(ids[1], max_new))
     texts = model.decode(await state.generate("evaluate", rows, request))
     return EvaluateResponse(
-        verdict=model.read_verdict(texts[0]),
+        verdict=read_verdict(texts[0]),
         verdict_text=texts[0],
         rationale=texts[1] if body.include_rationale else None,
         request_id=_request_id(request),

@@ -21,7 +21,6 @@ from mindmirror.service.errors import InvalidInput
 from mindmirror.service.settings import Settings, SettingsError
 from mindmirror.service.text import TextCodec, read_model_ids
 from mindmirror.student.bundle import MANIFEST_NAME, Manifest, load_manifest, sha256_file
-from mindmirror.student.formats import Verdict, parse_self_evaluation
 from mindmirror.student.tasks import Task, UnknownTaskError, get_task
 from mindmirror.student.tasks.base import TaskDataError
 
@@ -203,15 +202,6 @@ class StudentModel:
             return label, self.task.answer_value(label)
         except TaskDataError:
             return label, None
-
-    @staticmethod
-    def read_verdict(text: str) -> Verdict | None:
-        word = text.strip().strip(".").lower()
-        if word in {v.value for v in Verdict}:
-            return Verdict(word)
-        if word == "incorrect":
-            return Verdict.WRONG
-        return parse_self_evaluation(text)[1]
 
     def format_cot(self, rationale: str, label: str) -> str:
         return self.task.format_cot(rationale, label)

@@ -21,6 +21,7 @@ __all__ = [
     "Prefixes",
     "Verdict",
     "parse_self_evaluation",
+    "read_verdict",
     "verdict_sentence",
 ]
 
@@ -87,6 +88,22 @@ def parse_self_evaluation(text: str) -> tuple[str, Verdict | None]:
     verdict = Verdict.WRONG if word == "incorrect" else Verdict(word)
     rationale = _EVALUATION_HEADER.sub("", text[: last.start()].strip()).strip()
     return rationale, verdict
+
+
+def read_verdict(text: str) -> Verdict | None:
+    """The verdict a text states, or ``None``: the one reader of verdicts for every stage.
+
+    A student's ``predict:`` output on a self-evaluation input is the bare word (``correct``,
+    ``wrong``, ``uncertain``; ``incorrect`` reads as wrong; case and a final period do not
+    matter). Anything else is read as a self-evaluation, through its "Evaluation result" line
+    (:func:`parse_self_evaluation`).
+    """
+    word = text.strip().rstrip(".").strip().lower()
+    if word == "incorrect":
+        return Verdict.WRONG
+    if word in {verdict.value for verdict in Verdict}:
+        return Verdict(word)
+    return parse_self_evaluation(text)[1]
 
 
 def verdict_sentence(verdict: Verdict | str) -> str:

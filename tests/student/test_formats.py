@@ -3,6 +3,7 @@ from mindmirror.student.formats import (
     DEFAULT_PREFIXES,
     Verdict,
     parse_self_evaluation,
+    read_verdict,
     verdict_sentence,
 )
 
@@ -51,3 +52,22 @@ def test_parse_self_evaluation(text: str, rationale: str, verdict: Verdict | Non
 def test_verdict_sentence_round_trips() -> None:
     for verdict in Verdict:
         assert parse_self_evaluation("ok. " + verdict_sentence(verdict))[1] is verdict
+
+
+@pytest.mark.parametrize(
+    ("text", "verdict"),
+    [
+        ("correct", Verdict.CORRECT),
+        (" Wrong. ", Verdict.WRONG),
+        ("INCORRECT", Verdict.WRONG),
+        ("uncertain.", Verdict.UNCERTAIN),
+        ("The steps add up. Evaluation result: the given answer is wrong.", Verdict.WRONG),
+        ("perhaps", None),
+        ("correctly", None),
+        ("", None),
+    ],
+)
+def test_read_verdict_reads_the_bare_word_or_a_verdict_sentence(
+    text: str, verdict: Verdict | None
+) -> None:
+    assert read_verdict(text) is verdict

@@ -252,7 +252,8 @@ def _verdict_accuracy(
     name: str,
     common: dict[str, Any],
 ) -> EvaluationResult | None:
-    from mindmirror.training.student.examples import cot_reasoning_text, verdict_of
+    from mindmirror.student.formats import read_verdict
+    from mindmirror.training.student.examples import cot_reasoning_text
     from mindmirror.training.student.generation import generate_texts
 
     cases: list[tuple[str, str]] = []  # (student input, teacher verdict)
@@ -273,7 +274,7 @@ def _verdict_accuracy(
         desc="self-evaluating",
         **common,
     )
-    answers = {source: verdict_of(text) for source, text in zip(inputs, texts, strict=True)}
+    answers = {source: read_verdict(text) for source, text in zip(inputs, texts, strict=True)}
     predicted = [answers[source].value if answers[source] else None for source, _ in cases]
     gold = [verdict for _, verdict in cases]
     correct = sum(p == g for p, g in zip(predicted, gold, strict=True))

@@ -25,7 +25,7 @@ from typing import Literal
 
 from mindmirror.student.distillation import DistillationRecord, TeacherCoT
 from mindmirror.student.errors import MindmirrorError
-from mindmirror.student.formats import DEFAULT_PREFIXES, Prefixes, Verdict
+from mindmirror.student.formats import DEFAULT_PREFIXES, Prefixes, read_verdict
 from mindmirror.student.tasks import Example, Task, TaskDataError
 
 __all__ = [
@@ -42,7 +42,6 @@ __all__ = [
     "majority_label",
     "split_records",
     "verdict_judge",
-    "verdict_of",
 ]
 
 Stage = Literal["self_evaluation", "cot"]
@@ -273,17 +272,6 @@ def split_records(
     return train, val
 
 
-def verdict_of(text: str) -> Verdict | None:
-    """A student's generated verdict (``correct``/``wrong``/``uncertain``), or ``None``."""
-    word = text.strip().strip(".").lower()
-    if word == "incorrect":
-        return Verdict.WRONG
-    try:
-        return Verdict(word)
-    except ValueError:
-        return None
-
-
 def cot_judge(task: Task) -> Callable[[str, TrainingPair], tuple[bool, bool]]:
     """Judge a generated stage-2 label: (parsed as a label, correct against the pair's)."""
 
@@ -299,5 +287,5 @@ def cot_judge(task: Task) -> Callable[[str, TrainingPair], tuple[bool, bool]]:
 
 def verdict_judge(text: str, pair: TrainingPair) -> tuple[bool, bool]:
     """Judge a generated stage-1 verdict against the teacher's."""
-    verdict = verdict_of(text)
+    verdict = read_verdict(text)
     return verdict is not None, verdict is not None and verdict.value == pair.label

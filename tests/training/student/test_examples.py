@@ -17,7 +17,6 @@ from mindmirror.training.student.examples import (
     majority_label,
     split_records,
     verdict_judge,
-    verdict_of,
 )
 
 SVAMP = get_task("svamp")
@@ -196,4 +195,3 @@ def test_judges() -> None:
     assert verdict_judge("Wrong.", verdict_pair) == (True, True)
     assert verdict_judge("incorrect", verdict_pair) == (True, True)
     assert verdict_judge("correct", verdict_pair) == (True, False)
-    assert verdict_of("perhaps") is None
