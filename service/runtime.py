@@ -1,4 +1,4 @@
-"""The student as the HTTP layer sees it: texts in, texts out, a backend behind it.
+"""The student as the inference layer sees it: texts ↔ ids, task semantics, a backend behind it.
 
 :meth:`StudentModel.open` does every check that needs no model in memory (manifest and
 checksums, tokenizer, backend choice, limits against the manifest), so a bad bundle or setting
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mindmirror.service.backends import Backend, BackendSpec, Row, create, resolve, verify_files
-from mindmirror.service.errors import InvalidInput
+from mindmirror.service.rejections import LimitExceeded
 from mindmirror.service.settings import Settings, SettingsError
 from mindmirror.service.text import TextCodec, read_model_ids
 from mindmirror.student.bundle import MANIFEST_NAME, Manifest, load_manifest, sha256_file
@@ -168,9 +168,10 @@ class StudentModel:
     def close(self) -> None:
         self.backend.close()
 
-    # ----- text ↔ rows (event loop side; tokenizers is fast and releases the GIL) -------------
+    # ----- text ↔ ids (event loop side; tokenizers is fast and releases the GIL) --------------
     def encode_inputs(self, texts: Sequence[str], fields: Sequence[str]) -> list[list[int]]:
-        """Tokenize model inputs, applying the length rule; ``fields`` name them for errors."""
+        """Tokenize inputs built from request fields, applying the length rule: too long is
+        :class:`LimitExceeded` naming the field (``fields``), or cut when the settings say so."""
         encoded = self.codec.encode(texts)
         limit = self.limits.max_input_tokens
         for position, ids in enumerate(encoded):
@@ -179,12 +180,19 @@ class StudentModel:
             if self.limits.truncate_input:
                 encoded[position] = self.codec.truncate(ids, limit)
             else:
-                raise InvalidInput(
+                raise LimitExceeded(
                     fields[position],
                     f"is {len(ids)} tokens with the task prefix; the limit is {limit} "
                     "(MINDMIRROR_MAX_INPUT_TOKENS; MINDMIRROR_TRUNCATE_INPUT=true cuts instead)",
                 )
         return encoded
+
+    def encode_internal(self, texts: Sequence[str]) -> list[list[int]]:
+        """Tokenize inputs the service composed itself (explain's verdict inputs): one over the
+        limit is cut whatever MINDMIRROR_TRUNCATE_INPUT says, as no request field is to blame
+        for a long sampled rationale."""
+        limit = self.limits.max_input_tokens
+        return [self.codec.truncate(ids, limit) for ids in self.codec.encode(texts)]
 
     def decode(self, sequences: Sequence[Sequence[int]]) -> list[str]:
         return self.codec.decode(sequences)

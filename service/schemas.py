@@ -1,8 +1,9 @@
 """Request and response bodies. Every field has explicit limits.
 
 Limits that depend on the deployment (how many inputs per request, the explain token cap, the
-number of samples, the input length in tokens) are settings; they are checked in the handlers
-and reported as 422 naming the field, like the static limits below.
+number of samples, the input length in tokens) are settings; the inference layer and the model
+check them (:mod:`mindmirror.service.rejections`) and they are reported as 422 naming the
+field, like the static limits below.
 """
 
 from __future__ import annotations

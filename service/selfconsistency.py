@@ -50,6 +50,11 @@ class Candidate:
     verdict: Verdict | None = None
 
     @property
+    def valid(self) -> bool:
+        """Whether the label parses as an answer of the task."""
+        return self.label is not None
+
+    @property
     def key(self) -> Any:
         """What candidates that agree share: the answer value, else the normalized label."""
         if self.answer is not None:

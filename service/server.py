@@ -13,10 +13,11 @@ import logging
 from types import FrameType
 
 import uvicorn
-from mindmirror.service.app import ServiceState, create_app
+from mindmirror.service.app import create_app
 from mindmirror.service.logs import configure_logging
 from mindmirror.service.runtime import StudentModel
 from mindmirror.service.settings import Settings
+from mindmirror.service.state import ServiceState
 
 __all__ = ["DrainingServer", "build_server", "serve"]
 

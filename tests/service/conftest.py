@@ -12,11 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
-from mindmirror.service.app import ServiceState
 from mindmirror.service.backends import Row
 from mindmirror.service.runtime import StudentModel
 from mindmirror.service.server import DrainingServer, build_server
 from mindmirror.service.settings import Settings
+from mindmirror.service.state import ServiceState
 from mindmirror.student.bundle import load_manifest, write_manifest
 
 from tests.service.exports import add_onnx_export
