@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         probe = splits["test"][:200]
         answers = greedy(model, tokenizer, [p.cot_input(t.question, "predict") for t in probe], 24)
         correct = sum(
-            task.is_correct(task.parse_label(a), t.label)
+            task.is_correct(task.read_label(a), t.label)
             for a, t in zip(answers, probe, strict=True)
         )
         curve.append((step, correct / len(probe)))
@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     test = splits["test"]
     predictions = greedy(model, tokenizer, [p.cot_input(t.question, "predict") for t in test], 24)
     right = [
-        task.is_correct(task.parse_label(pred), t.label)
+        task.is_correct(task.read_label(pred), t.label)
         for pred, t in zip(predictions, test, strict=True)
     ]
     accuracy = sum(right) / len(test)

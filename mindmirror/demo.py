@@ -355,21 +355,13 @@ def tokenizer_stage(
     """A BPE tokenizer trained on the task text (docs/demo.md: unigram stops at ~200 pieces on
     templated text)."""
     from mindmirror.student.tasks import get_task
-    from mindmirror.training.student.distill import training_texts
-    from mindmirror.training.student.model import tokenizer_corpus
-    from mindmirror.training.student.tokenizer import train_tokenizer
+    from mindmirror.training.student.tokenizer import write_tokenizer
 
     key = _key("tokenizer", teach_key, settings.vocab_size)
     if (paths.tokenizer / "tokenizer.json").is_file() and state.matches("tokenizer", key):
         return key, True
-    records = _read_set(paths.distill_set)
-    texts = tokenizer_corpus(training_texts(records, get_task("arith")))
-    tokenizer = train_tokenizer(texts, vocab_size=settings.vocab_size, model_type="bpe")
-    tmp = paths.root / ".tokenizer.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(paths.tokenizer, ignore_errors=True)
-    os.replace(tmp, paths.tokenizer)
+    records, vocab = _read_set(paths.distill_set), settings.vocab_size
+    write_tokenizer(records, get_task("arith"), paths.tokenizer, vocab_size=vocab, model_type="bpe")
     state.record("tokenizer", key)
     return key, False
 
@@ -411,7 +403,8 @@ def distill_stage(
 ) -> tuple[str, Any, bool]:
     """Stage 1 (self-evaluation) then stage 2 (chains of thought, with replay); resumable."""
     from mindmirror.student.bundle import BundleError, load_manifest
-    from mindmirror.training.student.distill import RunMismatchError, distill
+    from mindmirror.training.student.distill import distill
+    from mindmirror.training.student.workdir import RunMismatchError
 
     config = distill_config(settings, paths, force=True)
     # The tokenizer enters through its own key (upstream), not its path: a moved work

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mindmirror.student.formats import Verdict, parse_self_evaluation
+from mindmirror.student.formats import Verdict, parse_self_evaluation, read_verdict
 from mindmirror.student.jsonl import (
     DataFileError,
     iter_jsonl,
@@ -61,8 +61,12 @@ __all__ = [
     "parse_stats",
     "read_distillation_set",
     "self_evaluation_from_text",
+    "task_name_of",
     "write_distillation_set",
 ]
+
+#: The tasks of the public releases, told apart by their folder names (svamp, cqa, anli1).
+_RELEASE_TASKS = ("svamp", "cqa", "anli")
 
 
 class SelfEvaluation(BaseModel):
@@ -229,14 +233,18 @@ def parse_stats(task: Task, records: Sequence[DistillationRecord]) -> ParseStats
 
 
 # ----- public release layouts ---------------------------------------------------------------
+def _release_task_name(folder: Path) -> str | None:
+    name = folder.name.lower()
+    return next((task for task in _RELEASE_TASKS if name.startswith(task)), None)
+
+
 def _task_for_folder(folder: Path, task: Task | None) -> Task:
     if task is not None:
         return task
-    name = folder.name.lower()
-    for candidate in ("svamp", "cqa", "anli"):
-        if name.startswith(candidate):
-            return get_task(candidate)
-    raise DataFileError(f"cannot tell the task of {folder}; pass it explicitly (--task)")
+    name = _release_task_name(folder)
+    if name is None:
+        raise DataFileError(f"cannot tell the task of {folder}; pass it explicitly (--task)")
+    return get_task(name)
 
 
 def load_dsbs(
@@ -326,8 +334,9 @@ def load_minds_mirror(
     if split_file.is_file():
         for _, row in iter_jsonl(split_file):
             label = str(row.get("label", ""))
-            if label in {v.value for v in Verdict}:
-                flat_verdicts.append(label)
+            verdict = read_verdict(label)
+            if verdict is not None:
+                flat_verdicts.append(verdict.value)
             elif "input" in row and row.get("label") is not None:
                 labels[str(row["input"]).strip()] = task.normalize_label(label)
 
@@ -382,6 +391,17 @@ def detect_layout(path: str | Path) -> str:
     with logs[0].open(encoding="utf-8") as handle:
         head = handle.read(200)
     return "minds_mirror" if '"steps"' in head else "dsbs"
+
+
+def task_name_of(path: str | Path) -> str | None:
+    """The task a data path says it is for, if it does: the ``task`` of a distillation JSONL's
+    first record, or the name of a release folder (``svamp``, ``cqa``, ``anli1``)."""
+    path = Path(path)
+    if detect_layout(path) != "jsonl":
+        return _release_task_name(path)
+    for _, record in iter_jsonl(path):
+        return str(record["task"]) if "task" in record else None
+    return None
 
 
 def load_distillation_data(

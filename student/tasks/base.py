@@ -104,6 +104,15 @@ class Task(ABC):
         Returns the normalized label, or ``None`` when the text holds no valid answer.
         """
 
+    def read_label(self, text: str, example: Example | None = None) -> str | None:
+        """The label a generated text states, or ``None``: :meth:`parse_label`, with a text the
+        task refuses (:class:`TaskDataError`) read as no label. How every stage reads a
+        student's (or teacher's) answer, so that none of them fails on one odd output."""
+        try:
+            return self.parse_label(text, example)
+        except TaskDataError:
+            return None
+
     @abstractmethod
     def answer_sentence(self, label: str, example: Example | None = None) -> str:
         """The sentence a chain of thought ends with, e.g. ``The answer is (84 / 2).``"""

@@ -16,8 +16,11 @@ from typing import Any, ClassVar
 from mindmirror.student.arithmetic import (
     ArithmeticParseError,
     evaluate,
+    expression_prefix,
     format_number,
+    is_number,
     numbers_equal,
+    tokenize,
     try_evaluate,
 )
 from mindmirror.student.tasks.base import (
@@ -28,37 +31,36 @@ from mindmirror.student.tasks.base import (
     TaskDataError,
 )
 
-_EQUATION_TOKEN = re.compile(r"\d+(?:\.\d+)?|[-+*/()]")
 # "(84 / 2)." or "84 / 2 = 42." after the cue: take the first parenthesized group if present.
 _PARENTHESIZED = re.compile(r"^\s*:?\s*(\(.*\))")
-_BARE = re.compile(r"^\s*:?\s*([-+*/()\d.,\sx×÷]+)")
 
 
 def canonical_equation(text: str) -> str:
-    """Normalize an equation's spelling; raise :class:`TaskDataError` if it is not one."""
+    """Normalize an equation's spelling; raise :class:`TaskDataError` if it is not one.
+
+    The tokens are the arithmetic parser's; numbers are written as :func:`format_number` writes
+    them and parentheses around the whole equation are dropped (the inner ones are kept: they
+    are how the teacher grouped the steps).
+    """
     try:
         evaluate(text)
     except ArithmeticParseError as error:
         raise TaskDataError(f"not an arithmetic equation: {text!r} ({error})") from None
-    tokens = []
-    for token in _EQUATION_TOKEN.findall(text.replace(",", "").replace("×", "*").replace("÷", "/")):
-        if token[0].isdigit():
-            token = format_number(Fraction(token))
-        tokens.append(token)
-    while len(tokens) >= 2 and tokens[0] == "(" and tokens[-1] == ")" and _wraps(tokens):
+    tokens = [format_number(Fraction(t)) if is_number(t) else t for t in tokenize(text)]
+    while len(tokens) >= 2 and tokens[0] == "(" and _closing(tokens) == len(tokens) - 1:
         tokens = tokens[1:-1]
     return " ".join(tokens)
 
 
-def _wraps(tokens: list[str]) -> bool:
-    """True when the first '(' closes at the last token, i.e. the parentheses are redundant."""
+def _closing(symbols: str | list[str]) -> int | None:
+    """Where the '(' that ``symbols`` starts with is closed (characters or tokens), or None."""
     depth = 0
-    for position, token in enumerate(tokens):
-        depth += token == "("
-        depth -= token == ")"
+    for position, symbol in enumerate(symbols):
+        depth += symbol == "("
+        depth -= symbol == ")"
         if depth == 0:
-            return position == len(tokens) - 1
-    return False
+            return position
+    return None
 
 
 class SvampTask(Task):
@@ -149,16 +151,18 @@ class SvampTask(Task):
     def parse_label(self, answer_text: str, example: Example | None = None) -> str | None:
         text = answer_text.strip()
         candidates = []
-        bare = _BARE.match(text)
+        bare = expression_prefix(text)
         if bare:
             # The whole run of equation characters first: "( 10 + 9 ) - 17" (a canonical label,
             # as a student emits it) must not be cut to its first group. "84 / 2 = 42." keeps
-            # only the part before "=" (the regex stops at "=").
-            candidates.append(bare.group(1).strip().rstrip("."))
+            # only the part before "=" (the run stops at "=").
+            candidates.append(bare.strip().rstrip("."))
         match = _PARENTHESIZED.match(text)
         if match:
             # "(21 - 15). 6 stamps": the bare run does not parse, its first group does.
-            candidates.append(_balanced_prefix(match.group(1)))
+            group = match.group(1)
+            closing = _closing(group)
+            candidates.append(group if closing is None else group[: closing + 1])
         for candidate in candidates:
             if candidate and try_evaluate(candidate) is not None:
                 return canonical_equation(candidate)
@@ -173,14 +177,3 @@ class SvampTask(Task):
     def answer_value(self, label: str) -> float | None:
         value = try_evaluate(label)
         return None if value is None else float(value)
-
-
-def _balanced_prefix(text: str) -> str:
-    """The shortest prefix of ``text`` (starting with '(') whose parentheses balance."""
-    depth = 0
-    for position, char in enumerate(text):
-        depth += char == "("
-        depth -= char == ")"
-        if depth == 0:
-            return text[: position + 1]
-    return text

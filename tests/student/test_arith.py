@@ -4,20 +4,16 @@ from collections import Counter
 from fractions import Fraction
 
 import pytest
-from mindmirror.student.arithmetic import evaluate
+from mindmirror.student.arithmetic import BinOp, Num, evaluate
 from mindmirror.student.distillation import load_task_examples
 from mindmirror.student.formats import parse_self_evaluation
 from mindmirror.student.tasks import Example, TaskDataError, available_tasks, get_task
+from mindmirror.student.tasks._arith_templates import CONTAINERS, ITEMS, NAMES, PLACES
 from mindmirror.student.tasks.arith import (
-    _CONTAINERS,
-    _ITEMS,
-    _NAMES,
-    _PLACES,
     ArithTask,
-    BinOp,
-    Num,
     equation_leaves,
     equation_ops,
+    equation_value,
     generate_problems,
     generate_splits,
     parse_equation,
@@ -25,7 +21,7 @@ from mindmirror.student.tasks.arith import (
     template_names,
     write_arith_data,
 )
-from mindmirror.student.tasks.svamp import SvampTask
+from mindmirror.student.tasks.svamp import SvampTask, canonical_equation
 
 task = get_task("arith")
 
@@ -131,8 +127,8 @@ def test_every_operation_in_several_templates_and_one_and_two_steps(splits) -> N
 
 def _shape(question: str) -> str:
     """A question with its numbers, names and nouns blanked out: its phrasing."""
-    words = {name for name, _ in _NAMES} | set(_ITEMS) | set(_PLACES)
-    words |= {form for pair in _CONTAINERS for form in pair} | {"He", "She", "him", "her"}
+    words = {name for name, _ in NAMES} | set(ITEMS) | set(PLACES)
+    words |= {form for pair in CONTAINERS for form in pair} | {"He", "She", "him", "her"}
     shape = re.sub(r"\d+", "N", question)
     return " ".join("W" if w.strip(".?,") in words else w for w in shape.split())
 
@@ -194,3 +190,22 @@ def test_generated_records_parse_as_examples(splits) -> None:
     problem = splits["test"][0]
     example = task.example_from_record(problem.record(), 0)
     assert example == Example(id=problem.id, question=problem.question, label=problem.label)
+
+
+def test_trees_write_the_labels_the_svamp_task_reads(splits) -> None:
+    for problem in splits["test"]:
+        label = render_equation(problem.equation)
+        assert label == canonical_equation(render_equation(problem.equation, teacher=True))
+        assert parse_equation(label) == problem.equation
+        assert equation_value(problem.equation) == evaluate(label)
+    negative = BinOp("-", Num(Fraction(-5)), Num(Fraction(1, 2)))
+    assert render_equation(negative) == "- 5 - 0.5" == canonical_equation("-5 - 0.5")
+    assert render_equation(negative, teacher=True) == "-5 - 0.5"
+
+
+def test_equation_value_counts_the_numbers_as_written() -> None:
+    # 10/3 is written 3.33333: the equation's value is the value of its text, which is what the
+    # simulated teacher's rationales compute with ("10 / 3 = 3.33333. Then 3.33333 * 3 = ...").
+    tree = BinOp("*", Num(Fraction(10, 3)), Num(Fraction(3)))
+    assert render_equation(tree, teacher=True) == "3.33333 * 3"
+    assert equation_value(tree) == Fraction("9.99999") == evaluate(render_equation(tree))

@@ -13,6 +13,7 @@ from mindmirror.student.distillation import (
     parse_stats,
     read_distillation_set,
     self_evaluation_from_text,
+    task_name_of,
     write_distillation_set,
 )
 from mindmirror.student.formats import Verdict
@@ -78,6 +79,17 @@ def test_duplicate_ids_and_wrong_task(tmp_path: Path) -> None:
     write_distillation_set(path, [_record("a")])
     with pytest.raises(DataFileError, match="expected 'cqa'"):
         read_distillation_set(path, get_task("cqa"))
+
+
+def test_task_name_of_reads_what_the_data_says(tmp_path: Path) -> None:
+    write_distillation_set(tmp_path / "set.jsonl", [_record("a")])
+    assert task_name_of(tmp_path / "set.jsonl") == "svamp"
+    (tmp_path / "plain.jsonl").write_text('{"input": "2 + 3?", "label": "5"}\n')
+    assert task_name_of(tmp_path / "plain.jsonl") is None
+    for folder, task in (("anli1", "anli"), ("cqa", "cqa"), ("svamp_tree2", "svamp"), ("x", None)):
+        (tmp_path / folder / "llm").mkdir(parents=True)
+        (tmp_path / folder / "llm" / "train_CoT_0.json").write_text("[]")
+        assert task_name_of(tmp_path / folder) == task
 
 
 def test_missing_file(tmp_path: Path) -> None:

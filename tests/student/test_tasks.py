@@ -2,12 +2,29 @@ import json
 from typing import ClassVar
 
 import pytest
+from mindmirror.student.arithmetic import evaluate
 from mindmirror.student.tasks import TaskDataError, UnknownTaskError, available_tasks, get_task
 from mindmirror.student.tasks.base import Example
 
 
 def test_builtin_tasks_registered() -> None:
     assert {"svamp", "cqa", "anli"} <= set(available_tasks())
+
+
+def test_read_label_reads_a_refused_text_as_no_label() -> None:
+    svamp = type(get_task("svamp"))
+
+    class Refusing(svamp):
+        def parse_label(self, answer_text: str, example: Example | None = None) -> str | None:
+            if "?" in answer_text:
+                raise TaskDataError("no questions")
+            return super().parse_label(answer_text, example)
+
+    task = Refusing()
+    assert task.read_label("84 / 2") == "84 / 2"
+    assert task.read_label("84 / 2 ?") is None
+    with pytest.raises(TaskDataError):
+        task.parse_label("84 / 2 ?")
 
 
 def test_unknown_task_names_the_choices() -> None:
@@ -54,6 +71,16 @@ class TestSvamp:
         assert self.task.parse_label(" (21 - 15). 6 stamps are left.") == "21 - 15"
         for label in ("( 10 + 9 ) - 17", "23 - ( 5 * 3 )", "( 1 + 2 ) * ( 3 + 4 )"):
             assert self.task.parse_label(label) == label
+
+    def test_labels_are_written_from_the_parsers_tokens(self) -> None:
+        # What the evaluator reads, the label writes: "x" and "×" multiply, "−" subtracts, a
+        # number may start with its decimal point.
+        assert self.task.normalize_label("5 x 3") == "5 * 3"
+        assert self.task.normalize_label("(8 − 3) × 2") == "( 8 - 3 ) * 2"
+        assert self.task.normalize_label(".5 * 4") == "0.5 * 4"
+        assert self.task.parse_label(" (20 − 12).") == "20 - 12"
+        for text in ("5 x 3", "(8 − 3) × 2", ".5 * 4", "1,200 / 3", "-(2 + 3)"):
+            assert evaluate(self.task.normalize_label(text)) == evaluate(text)
 
     def test_correctness_is_by_value(self) -> None:
         assert self.task.is_correct("42 / 1", "( 84.0 / 2.0 )")

@@ -42,6 +42,7 @@ from mindmirror.student.distillation import (
     load_distillation_data,
     load_task_examples,
 )
+from mindmirror.student.formats import Verdict
 from mindmirror.student.jsonl import DataFileError, read_json_records
 from mindmirror.student.tasks import Example, Task, get_task
 from mindmirror.student.tasks.cqa import LETTERS, choices_of, normalize_text
@@ -178,9 +179,7 @@ def evaluate_bundle(
         desc="answering",
         **common,
     )
-    parsed = [
-        task.parse_label(text, example) for text, example in zip(texts, labelled, strict=True)
-    ]
+    parsed = [task.read_label(text, example) for text, example in zip(texts, labelled, strict=True)]
     correct = sum(
         task.is_correct(answer, example.label)
         for answer, example in zip(parsed, labelled, strict=True)
@@ -216,7 +215,7 @@ def evaluate_bundle(
         ]
 
     if records is not None and manifest.self_evaluation:
-        report.verdict_result = _verdict_accuracy(
+        report.verdict_result = _verdict_result(
             task, records, model, tokenizer, manifest, name, common
         )
     if write:
@@ -243,7 +242,7 @@ def evaluate_bundle(
     return report
 
 
-def _verdict_accuracy(
+def _verdict_result(
     task: Task,
     records: Sequence[DistillationRecord],
     model: Any,
@@ -252,38 +251,36 @@ def _verdict_accuracy(
     name: str,
     common: dict[str, Any],
 ) -> EvaluationResult | None:
-    from mindmirror.student.formats import read_verdict
-    from mindmirror.training.student.examples import cot_reasoning_text
-    from mindmirror.training.student.generation import generate_texts
+    """The student's verdicts on every teacher self-evaluation in the data, against the
+    teacher's (the held-out verdict metric of :mod:`~mindmirror.training.student.verdicts`)."""
+    from mindmirror.training.student.verdicts import measure_verdicts, teacher_verdicts
 
-    cases: list[tuple[str, str]] = []  # (student input, teacher verdict)
-    for record in records:
-        example = record.example()
-        for cot in record.cots:
-            reasoning = cot_reasoning_text(task, cot, example)
-            source = manifest.prefixes.self_eval_input(record.question, reasoning, "predict")
-            cases += [(source, e.verdict.value) for e in cot.self_evaluations if e.verdict]
+    cases = teacher_verdicts(records, task, manifest.prefixes)
     if not cases:
         return None
-    inputs = list(dict.fromkeys(source for source, _ in cases))  # M verdicts share one input
-    texts = generate_texts(
+    agreement = measure_verdicts(
         model,
         tokenizer,
-        inputs,
+        cases,
         max_new_tokens=manifest.generation.max_new_tokens_predict,
         desc="self-evaluating",
         **common,
     )
-    answers = {source: read_verdict(text) for source, text in zip(inputs, texts, strict=True)}
-    predicted = [answers[source].value if answers[source] else None for source, _ in cases]
-    gold = [verdict for _, verdict in cases]
-    correct = sum(p == g for p, g in zip(predicted, gold, strict=True))
-    valid = sum(p is not None for p in predicted)
     digest = fingerprint(
         [Example(id=str(i), question=s, label=v) for i, (s, v) in enumerate(cases)]
     )
-    per_class = per_class_scores(gold, predicted, ["correct", "wrong", "uncertain"])
-    return _result(name, digest, correct, valid, len(cases), per_class, "self_evaluation")
+    per_class = per_class_scores(
+        agreement.teacher, agreement.student, [verdict.value for verdict in Verdict]
+    )
+    return _result(
+        name,
+        digest,
+        agreement.agreeing,
+        agreement.readable,
+        agreement.total,
+        per_class,
+        "self_evaluation",
+    )
 
 
 def render_report(report: EvaluationReport) -> Any:

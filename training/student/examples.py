@@ -25,8 +25,8 @@ from typing import Literal
 
 from mindmirror.student.distillation import DistillationRecord, TeacherCoT
 from mindmirror.student.errors import MindmirrorError
-from mindmirror.student.formats import DEFAULT_PREFIXES, Prefixes, read_verdict
-from mindmirror.student.tasks import Example, Task, TaskDataError
+from mindmirror.student.formats import DEFAULT_PREFIXES, Prefixes
+from mindmirror.student.tasks import Example, Task
 
 __all__ = [
     "BuildResult",
@@ -41,7 +41,6 @@ __all__ = [
     "cot_reasoning_text",
     "majority_label",
     "split_records",
-    "verdict_judge",
 ]
 
 Stage = Literal["self_evaluation", "cot"]
@@ -276,16 +275,7 @@ def cot_judge(task: Task) -> Callable[[str, TrainingPair], tuple[bool, bool]]:
     """Judge a generated stage-2 label: (parsed as a label, correct against the pair's)."""
 
     def judge(text: str, pair: TrainingPair) -> tuple[bool, bool]:
-        try:
-            parsed = task.parse_label(text, pair.example)
-        except TaskDataError:
-            parsed = None
+        parsed = task.read_label(text, pair.example)
         return parsed is not None, parsed is not None and task.is_correct(parsed, pair.label)
 
     return judge
-
-
-def verdict_judge(text: str, pair: TrainingPair) -> tuple[bool, bool]:
-    """Judge a generated stage-1 verdict against the teacher's."""
-    verdict = read_verdict(text)
-    return verdict is not None, verdict is not None and verdict.value == pair.label

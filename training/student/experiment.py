@@ -30,12 +30,22 @@ from typing import Any
 from mindmirror.student.bundle import BundleError, load_manifest
 from mindmirror.student.distillation import load_distillation_data
 from mindmirror.student.errors import MindmirrorError
+from mindmirror.student.files import atomic_write_text
 from mindmirror.student.tasks import get_task
 from mindmirror.training.student.distill import DistillConfig, distill
 
-__all__ = ["VARIANTS", "ExperimentRow", "ExperimentTable", "Variant", "run_experiment"]
+__all__ = [
+    "DEFAULT_SEEDS",
+    "VARIANTS",
+    "ExperimentRow",
+    "ExperimentTable",
+    "Variant",
+    "run_experiment",
+]
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_SEEDS = (0, 1, 2)
 
 
 @dataclass(frozen=True)
@@ -161,18 +171,13 @@ class ExperimentTable:
 
 def _shared_tokenizer(base: DistillConfig, output: Path) -> Path:
     """One tokenizer for every from-scratch run, trained on all the training text."""
-    from mindmirror.training.student.distill import training_texts
-    from mindmirror.training.student.model import tokenizer_corpus
-    from mindmirror.training.student.tokenizer import train_tokenizer
+    from mindmirror.training.student.tokenizer import write_tokenizer
 
     path = output / "tokenizer"
     if not (path / "tokenizer.json").is_file():
         task = get_task(base.task)
         records = load_distillation_data(base.data, base.split, task)
-        tokenizer = train_tokenizer(
-            tokenizer_corpus(training_texts(records, task)), vocab_size=base.vocab_size
-        )
-        tokenizer.save_pretrained(path)
+        write_tokenizer(records, task, path, vocab_size=base.vocab_size)
     return path
 
 
@@ -181,7 +186,7 @@ def run_experiment(
     test_data: str | Path,
     *,
     output: str | Path,
-    seeds: Sequence[int] = (0, 1, 2),
+    seeds: Sequence[int] = DEFAULT_SEEDS,
     variants: Sequence[str] = tuple(VARIANTS),
     test_split: str = "test",
     eval_batch_size: int = 64,
@@ -245,6 +250,5 @@ def run_experiment(
             row.accuracy[seed] = report.task_result.accuracy
             if report.verdict_result is not None:
                 row.verdict_accuracy[seed] = report.verdict_result.accuracy
-            results = output / "results.json"
-            results.write_text(json.dumps(table.to_dict(), indent=2) + "\n", encoding="utf-8")
+            atomic_write_text(output / "results.json", json.dumps(table.to_dict(), indent=2) + "\n")
     return table

@@ -17,7 +17,6 @@ file, so a hub repository that offers only ``pytorch_model.bin`` is refused with
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -215,12 +214,3 @@ def load_pretrained_tokenizer(
         raise StudentModelError(
             f"cannot load the tokenizer of {spec!r} ({str(error).splitlines()[0]})"
         ) from None
-
-
-def tokenizer_corpus(texts: Iterable[str]) -> list[str]:
-    """Deduplicated non-empty texts, in first-seen order (a question appears once per pair)."""
-    seen: dict[str, None] = {}
-    for text in texts:
-        if text and text.strip():
-            seen.setdefault(text, None)
-    return list(seen)

@@ -3,19 +3,25 @@
 Used when a student is trained from scratch (the offline demo, tests): no pretrained T5 can be
 downloaded there, and a vocabulary fitted to the task's text keeps sequences short. The result
 saves ``tokenizer.json``, which the service reads with the light ``tokenizers`` library.
+:func:`write_tokenizer` is the one way a run trains one on its data and saves it.
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
 import sentencepiece as spm
+from mindmirror.student.bundle import atomic_directory
+from mindmirror.student.distillation import DistillationRecord
+from mindmirror.student.formats import DEFAULT_PREFIXES, Verdict
+from mindmirror.student.tasks import Task
+from mindmirror.training.student.examples import cot_reasoning_text
 from transformers import T5TokenizerFast
 
-__all__ = ["train_tokenizer"]
+__all__ = ["tokenizer_corpus", "train_tokenizer", "training_texts", "write_tokenizer"]
 
 # T5's conventions: pad 0, eos 1, unk 2. Sentinel tokens are not needed for fine-tuning.
 _SPECIALS = {"pad_id": 0, "eos_id": 1, "unk_id": 2, "bos_id": -1}
@@ -61,3 +67,47 @@ def train_tokenizer(
         # Materialize the fast tokenizer while the .model file still exists.
         tokenizer.backend_tokenizer  # noqa: B018
     return tokenizer
+
+
+def training_texts(records: Sequence[DistillationRecord], task: Task) -> list[str]:
+    """Every text a student is trained to read or write on ``records``: the prefixes, the
+    verdicts, the questions, labels, chains of thought and evaluation rationales."""
+    prefixes = DEFAULT_PREFIXES
+    texts = [prefixes.predict, prefixes.explain, prefixes.evaluate, prefixes.reasoning]
+    texts += [verdict.value for verdict in Verdict]
+    for record in records:
+        texts.append(record.question)
+        if record.label:
+            texts.append(record.label)
+        example = record.example()
+        for cot in record.cots:
+            texts.append(cot_reasoning_text(task, cot, example))
+            if cot.answer:
+                texts.append(cot.answer)
+            texts += [evaluation.rationale for evaluation in cot.self_evaluations]
+    return texts
+
+
+def tokenizer_corpus(texts: Iterable[str]) -> list[str]:
+    """Deduplicated non-empty texts, in first-seen order (a question appears once per pair)."""
+    seen: dict[str, None] = {}
+    for text in texts:
+        if text and text.strip():
+            seen.setdefault(text, None)
+    return list(seen)
+
+
+def write_tokenizer(
+    records: Sequence[DistillationRecord],
+    task: Task,
+    target: str | Path,
+    *,
+    vocab_size: int,
+    model_type: Literal["unigram", "bpe"] = "unigram",
+) -> None:
+    """Train a tokenizer on the text of ``records`` and save it at ``target``, replacing any
+    tokenizer there; written beside it and renamed, so a crash leaves no half-saved one."""
+    corpus = tokenizer_corpus(training_texts(records, task))
+    tokenizer = train_tokenizer(corpus, vocab_size=vocab_size, model_type=model_type)
+    with atomic_directory(target, force=True) as tmp:
+        tokenizer.save_pretrained(tmp)

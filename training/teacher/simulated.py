@@ -39,7 +39,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from mindmirror.student.arithmetic import format_number, numbers_equal, try_evaluate
+from mindmirror.student.arithmetic import (
+    ArithmeticParseError,
+    BinOp,
+    Node,
+    Num,
+    format_number,
+    numbers_equal,
+    step_claims,
+    try_evaluate,
+)
 from mindmirror.student.distillation import (
     DistillationRecord,
     cot_from_text,
@@ -49,9 +58,6 @@ from mindmirror.student.errors import MindmirrorError
 from mindmirror.student.formats import Verdict, verdict_sentence
 from mindmirror.student.tasks import Example, TaskDataError, get_task
 from mindmirror.student.tasks.arith import (
-    BinOp,
-    Node,
-    Num,
     equation_leaves,
     equation_ops,
     equation_value,
@@ -149,7 +155,6 @@ _OP_NOUN = {"+": "addition", "-": "subtraction", "*": "multiplication", "/": "di
 _OP_VERB = {"+": "adds", "-": "subtracts", "*": "multiplies", "/": "divides"}
 # The confusions an LLM makes on word problems: the "other" operation of a pair first.
 _CONFUSIONS = {"+": ("-", "*"), "-": ("+",), "*": ("+", "/"), "/": ("*", "-")}
-_STEP_CLAIM = re.compile(r"(-?\d+(?:\.\d+)?) ([-+*/]) (-?\d+(?:\.\d+)?) = (-?\d+(?:\.\d+)?)")
 _NUMBER = re.compile(r"\d+")
 
 
@@ -253,8 +258,10 @@ def _rationale(steps: list[tuple], unit: str, rng: random.Random) -> str:
 
 
 def _value_differs(candidate: Node, gold_value: Fraction) -> bool:
-    value = try_evaluate(render_equation(candidate, teacher=True))
-    return value is not None and value != gold_value
+    try:
+        return equation_value(candidate) != gold_value
+    except ArithmeticParseError:  # divides by zero
+        return False
 
 
 def _prefer_positive(candidates: list[Node]) -> list[Node]:
@@ -424,7 +431,7 @@ def _diagnose(reasoning_rationale: str, answer: str | None, gold: Node, question
     """Why a chain of thought is wrong, read from its text the way a careful grader would."""
     if answer is None:
         return "The reasoning never states a final equation."
-    for a, op, b, claimed in _STEP_CLAIM.findall(reasoning_rationale):
+    for a, op, b, claimed in step_claims(reasoning_rationale):
         true_value = try_evaluate(f"{a} {op} {b}")
         if true_value is not None and not numbers_equal(true_value, Fraction(claimed)):
             return f"It says {a} {op} {b} = {claimed}, but {a} {op} {b} is {_num(true_value)}."
@@ -462,7 +469,7 @@ def _evaluation_rationale(
     question: str,
     rng: random.Random,
 ) -> str:
-    claims = [" ".join(c[:3]) + f" = {c[3]}" for c in _STEP_CLAIM.findall(rationale)]
+    claims = [" ".join(c[:3]) + f" = {c[3]}" for c in step_claims(rationale)]
     shown = ", then ".join(claims) if claims else "no intermediate step"
     value = try_evaluate(answer)
     value_text = _num(value) if value is not None else "nothing"

@@ -8,7 +8,8 @@ import torch
 from mindmirror.student.bundle import BundleError, load_manifest
 from mindmirror.student.formats import DEFAULT_PREFIXES
 from mindmirror.training.student.bundle_io import load_student
-from mindmirror.training.student.distill import RunMismatchError, distill
+from mindmirror.training.student.distill import distill
+from mindmirror.training.student.workdir import RunMismatchError
 from transformers import TrainerCallback
 
 from tests.training.student.helpers import STEPS, small_config

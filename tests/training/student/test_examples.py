@@ -16,7 +16,6 @@ from mindmirror.training.student.examples import (
     cot_judge,
     majority_label,
     split_records,
-    verdict_judge,
 )
 
 SVAMP = get_task("svamp")
@@ -184,14 +183,10 @@ def test_split_is_by_example_and_deterministic() -> None:
         split_records(records, 1.0, seed=0)
 
 
-def test_judges() -> None:
+def test_cot_judge() -> None:
     pair = TrainingPair("x", "cot", "p", "84 / 2", "e", "r")
     judge = cot_judge(SVAMP)
     assert judge("( 84.0 / 2.0 )", pair) == (True, True)
     assert judge("42 * 1", pair) == (True, True)  # same value
     assert judge("84 - 2", pair) == (True, False)
     assert judge("no idea", pair) == (False, False)
-    verdict_pair = TrainingPair("x", "self_evaluation", "p", "wrong", "e", "r")
-    assert verdict_judge("Wrong.", verdict_pair) == (True, True)
-    assert verdict_judge("incorrect", verdict_pair) == (True, True)
-    assert verdict_judge("correct", verdict_pair) == (True, False)

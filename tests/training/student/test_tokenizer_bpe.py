@@ -30,3 +30,27 @@ def test_bpe_keeps_templated_words_whole_and_round_trips(tmp_path) -> None:
     assert reloaded.decode(reloaded(label).input_ids, skip_special_tokens=True) == label
     assert reloaded.pad_token_id == 0
     assert reloaded.eos_token_id == 1
+
+
+def test_write_tokenizer_trains_on_the_run_text_and_replaces_atomically(tmp_path) -> None:
+    from mindmirror.student.formats import Verdict
+    from mindmirror.student.tasks import get_task
+    from mindmirror.training.student.tokenizer import training_texts, write_tokenizer
+
+    from tests.training.student.conftest import arith_distillation_set
+
+    records = arith_distillation_set("train", train=20)
+    task = get_task("arith")
+    texts = training_texts(records, task)
+    assert {DEFAULT_PREFIXES.predict, DEFAULT_PREFIXES.evaluate} <= set(texts)
+    assert {verdict.value for verdict in Verdict} <= set(texts)
+    assert records[0].question in texts
+    target = tmp_path / "tokenizer"
+    target.mkdir()
+    (target / "stale.txt").write_text("from an older run")
+    write_tokenizer(records, task, target, vocab_size=300, model_type="bpe")
+    assert (target / "tokenizer.json").is_file()
+    assert not (target / "stale.txt").exists()  # replaced, not merged
+    assert [p.name for p in tmp_path.iterdir()] == ["tokenizer"]  # no temporary left behind
+    saved = T5TokenizerFast.from_pretrained(target)
+    assert saved.tokenize("apples")  # usable
