@@ -67,7 +67,7 @@ class _PassThroughTask:
         self.name = name
         self.description = f"{name} (task definition not installed; labels are returned raw)"
 
-    def parse_label(self, text: str, example: Any = None) -> str | None:
+    def read_label(self, text: str, example: Any = None) -> str | None:
         return text.strip() or None
 
     def answer_value(self, label: str) -> Any:
@@ -200,10 +200,7 @@ class StudentModel:
     # ----- task semantics ----------------------------------------------------------------------
     def read_label(self, text: str) -> tuple[str | None, Any]:
         """(normalized label or None, the task's answer value or None) of a generated label."""
-        try:
-            label = self.task.parse_label(text)
-        except TaskDataError:
-            label = None
+        label = self.task.read_label(text)
         if label is None:
             return None, None
         try:
