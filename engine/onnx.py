@@ -177,14 +177,12 @@ class OnnxSeq2Seq:
         device: str = "cpu",
         threads: int = 0,
         io_binding: bool | None = None,
-        manifest: Manifest | None = None,
     ) -> OnnxSeq2Seq:
         """Load an exported variant, refusing files that do not match the manifest."""
         bundle = Path(bundle)
-        if manifest is None:
-            # Checksums of everything under this variant's directory (external data included);
-            # the two graphs are hashed again as they are read.
-            manifest = load_manifest(bundle, verify=f"onnx/{variant}/")
+        # Checksums of everything under this variant's directory (external data included); the
+        # two graphs are hashed again as they are read.
+        manifest = load_manifest(bundle, verify=f"onnx/{variant}/")
         variants = manifest.exports.get("onnx", {}).get("variants", {})
         if variant not in variants:
             raise BundleError(
