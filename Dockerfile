@@ -29,6 +29,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY mindmirror ./mindmirror
 COPY student ./student
+COPY engine ./engine
 COPY service ./service
 COPY training ./training
 COPY export ./export

@@ -5,8 +5,9 @@ Runtimes (all on one CUDA device):
 - ``pt-fp32`` PyTorch eager fp32 (the reference for parity and speed), ``pt-bf16`` the same
   model in bfloat16;
 - ``ort-fp32`` and ``ort-fp16mix``: the export's ONNX fp32 and fp16-mixed variants on ONNX
-  Runtime's CUDA provider, through the export's own decoding loop with IO binding (encoder
-  output and KV cache stay on the GPU); TF32 off for fp32, so it is compared like for like;
+  Runtime's CUDA provider, through the engine's decoding loop with its device (IO binding)
+  strategy, as the service serves them (encoder output and KV cache stay on the GPU); TF32 off
+  for fp32, so it is compared like for like;
 - ``ct2-fp32``, ``ct2-bf16``, ``ct2-int8bf16``: CTranslate2 on CUDA.
 
 For each runtime the script measures parity against ``pt-fp32`` on the GPU (greedy token
@@ -127,16 +128,20 @@ def prepare(args: argparse.Namespace, work: Path) -> tuple[Path, dict[str, Path]
 def make_runners(model_dir: Path, paths: dict[str, Path], dry_run: bool) -> dict[str, Runner]:
     """name -> run(ids, mask, n, on_step=None, on_row_logits=None) -> rows of exactly n ids.
 
-    ``on_step(step, logits)`` receives batch x vocab logits per step (PyTorch, ONNX);
-    ``on_row_logits(row, logits)`` steps x vocab per row (CTranslate2).
+    ``on_step(step, rows, logits)`` receives the rows' logits per step (PyTorch, ONNX; the
+    engine's step observer); ``on_row_logits(row, logits)`` steps x vocab per row (CTranslate2).
     """
+    import numpy as np
     import onnxruntime as ort
     import torch
-    from mindmirror.export.runtime import Ct2Seq2Seq, OnnxSeq2Seq, read_special_tokens
+    from mindmirror.engine.decoding import rows_from_arrays
+    from mindmirror.engine.ids import read_model_ids
+    from mindmirror.engine.onnx import OnnxSeq2Seq
+    from mindmirror.export.ct2 import Ct2Seq2Seq
     from transformers import AutoTokenizer, T5ForConditionalGeneration
 
     device = "cpu" if dry_run else "cuda"
-    special = read_special_tokens(model_dir)
+    model_ids = read_model_ids(model_dir)
     fp32 = T5ForConditionalGeneration.from_pretrained(model_dir, use_safetensors=True)
     fp32 = fp32.eval().to(device)
     bf16 = T5ForConditionalGeneration.from_pretrained(model_dir, use_safetensors=True)
@@ -144,7 +149,7 @@ def make_runners(model_dir: Path, paths: dict[str, Path], dry_run: bool) -> dict
 
     def torch_runner(model: Any) -> Runner:
         def run(ids: Any, mask: Any, n: int, on_step: Any = None, **_: Any) -> list[list[int]]:
-            config = special.greedy_config(n, exact=True)
+            config = model_ids.greedy_config(n, exact=True)
             with torch.inference_mode():
                 out = model.generate(
                     input_ids=torch.from_numpy(ids).to(device),
@@ -157,39 +162,32 @@ def make_runners(model_dir: Path, paths: dict[str, Path], dry_run: bool) -> dict
             if device == "cuda":
                 torch.cuda.synchronize()
             if on_step is not None:
+                every_row = np.arange(len(ids))
                 for step, logits in enumerate(out.logits):
-                    on_step(step, logits.float().cpu().numpy())
+                    on_step(step, every_row, logits.float().cpu().numpy())
             return out.sequences[:, 1:].cpu().tolist()
 
         return run
 
     runners: dict[str, Runner] = {"pt-fp32": torch_runner(fp32), "pt-bf16": torch_runner(bf16)}
 
-    if dry_run:
-        ort_providers: dict[str, list[Any]] = {
-            "ort-fp32": ["CPUExecutionProvider"],
-            "ort-fp16mix": ["CPUExecutionProvider"],
-        }
-    else:
-        if hasattr(ort, "preload_dlls"):
-            ort.preload_dlls()  # use the CUDA/cuDNN libraries torch brought
-        cuda = {"device_id": 0}
-        ort_providers = {
-            # TF32 would round fp32 matmuls to 10-bit mantissas: fp32 must be compared as fp32.
-            "ort-fp32": [("CUDAExecutionProvider", {**cuda, "use_tf32": "0"})],
-            "ort-fp16mix": [("CUDAExecutionProvider", cuda)],
-        }
+    if not dry_run and hasattr(ort, "preload_dlls"):
+        ort.preload_dlls()  # use the CUDA/cuDNN libraries torch brought
+    # TF32 would round fp32 matmuls to 10-bit mantissas: fp32 must be compared as fp32.
+    cuda_options = {"ort-fp32": {"use_tf32": "0"}, "ort-fp16mix": {}}
     for name in ("ort-fp32", "ort-fp16mix"):
-        runtime = OnnxSeq2Seq.from_directory(
-            paths[name], special, providers=ort_providers[name], io_binding=True
+        # The device strategy, as served on CUDA (the dry run exercises it on the CPU device).
+        runtime = OnnxSeq2Seq.load(
+            paths[name], model_ids, device=device, io_binding=True, cuda_options=cuda_options[name]
         )
-        if not dry_run and runtime.decoder.get_providers()[0] != "CUDAExecutionProvider":
+        if runtime.device != device:
             fail(f"{name}: ONNX Runtime fell back to {runtime.decoder.get_providers()}")
 
         def run_ort(
             ids: Any, mask: Any, n: int, on_step: Any = None, runtime: Any = runtime, **_: Any
         ) -> list[list[int]]:
-            return runtime.generate(ids, mask, n, min_new_tokens=n, on_step=on_step)
+            rows = rows_from_arrays(ids, mask, n, min_new_tokens=n)
+            return [g.tokens for g in runtime.generate(rows, observer=on_step)]
 
         runners[name] = run_ort
 
@@ -199,9 +197,10 @@ def make_runners(model_dir: Path, paths: dict[str, Path], dry_run: bool) -> dict
         if dry_run
         else {"ct2-fp32": "float32", "ct2-bf16": "bfloat16", "ct2-int8bf16": "int8_bfloat16"}
     )
-    vocab_size = fp32.config.vocab_size
     for name, compute_type in compute_types.items():
-        ct2 = Ct2Seq2Seq(paths["ct2"], tokenizer, special, device=device, compute_type=compute_type)
+        ct2 = Ct2Seq2Seq(
+            paths["ct2"], tokenizer, model_ids, device=device, compute_type=compute_type
+        )
 
         def run_ct2(
             ids: Any,
@@ -211,9 +210,7 @@ def make_runners(model_dir: Path, paths: dict[str, Path], dry_run: bool) -> dict
             ct2: Any = ct2,
             **_: Any,
         ) -> list[list[int]]:
-            return ct2.generate(
-                ids, mask, n, min_new_tokens=n, vocab_size=vocab_size, on_row_logits=on_row_logits
-            )
+            return ct2.generate(ids, mask, n, min_new_tokens=n, on_row_logits=on_row_logits)
 
         runners[name] = run_ct2
     return runners
@@ -227,7 +224,7 @@ def measure_parity(runners: dict[str, Runner], batch: int, new_tokens: int) -> d
     rng = np.random.default_rng(1)
     ids, mask = random_inputs(rng, batch)
     steps: list[np.ndarray] = []
-    reference = runners["pt-fp32"](ids, mask, new_tokens, on_step=lambda s, lg: steps.append(lg))
+    reference = runners["pt-fp32"](ids, mask, new_tokens, on_step=lambda s, r, lg: steps.append(lg))
     reference_logits = np.stack(steps, axis=1)  # batch x steps x vocab
     item = ParityInput("explain", "random ids", new_tokens)
     results = {}

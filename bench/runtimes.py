@@ -7,10 +7,11 @@ download, and timing does not depend on the weights), times greedy decoding of
 - ``explain``: 64 new tokens (a rationale),
 
 at batch 1, 8 and 32 with: PyTorch eager (transformers ``generate``), ONNX Runtime fp32 and
-int8 (the export's variants, through the export's own decoding loop) and CTranslate2 int8 (and
-fp32). Random-init models stop early (they often emit the end token at once), so every runtime
-is forced to produce exactly N tokens (end token suppressed until N), and the script checks it
-did. Inputs are random token ids (64 source tokens): no tokenizer is involved in the timing.
+int8 (the export's variants, through the engine's decoding loop and session options: what the
+service serves with) and CTranslate2 int8 (and fp32). Random-init models stop early (they often
+emit the end token at once), so every runtime is forced to produce exactly N tokens (end token
+suppressed until N), and the script checks it did. Inputs are random token ids (64 source
+tokens): no tokenizer is involved in the timing.
 
     .venv/bin/python bench/runtimes.py            # full: batches 1, 8, 32, 3 timed repeats
     .venv/bin/python bench/runtimes.py --quick    # batches 1 and 32, 1 timed repeat
@@ -129,15 +130,18 @@ def make_runners(
 ) -> dict[str, Callable[[Any, Any, int], list[list[int]]]]:
     """name -> run(input_ids, attention_mask, new_tokens) returning the generated rows."""
     import torch
-    from mindmirror.export.runtime import Ct2Seq2Seq, OnnxSeq2Seq, read_special_tokens
+    from mindmirror.engine.decoding import rows_from_arrays
+    from mindmirror.engine.ids import read_model_ids
+    from mindmirror.engine.onnx import OnnxSeq2Seq
+    from mindmirror.export.ct2 import Ct2Seq2Seq
     from transformers import AutoTokenizer, T5ForConditionalGeneration
 
     torch.set_num_threads(threads)
-    special = read_special_tokens(model_dir)
+    ids = read_model_ids(model_dir)
     model = T5ForConditionalGeneration.from_pretrained(model_dir).eval()
 
     def pytorch(input_ids: Any, attention_mask: Any, new_tokens: int) -> list[list[int]]:
-        config = special.greedy_config(new_tokens, exact=True)
+        config = ids.greedy_config(new_tokens, exact=True)
         with torch.inference_mode():
             out = model.generate(
                 input_ids=torch.from_numpy(input_ids),
@@ -149,20 +153,21 @@ def make_runners(
 
     runners: dict[str, Callable[[Any, Any, int], list[list[int]]]] = {"pytorch": pytorch}
     for name in ("onnx-fp32", "onnx-int8"):
-        runtime = OnnxSeq2Seq.from_directory(paths[name], special, threads=threads)
+        runtime = OnnxSeq2Seq.load(paths[name], ids, threads=threads)
 
-        def run(ids: Any, mask: Any, n: int, runtime: OnnxSeq2Seq = runtime) -> list[list[int]]:
-            return runtime.generate(ids, mask, n, min_new_tokens=n)
+        def run(batch: Any, mask: Any, n: int, runtime: OnnxSeq2Seq = runtime) -> list[list[int]]:
+            rows = rows_from_arrays(batch, mask, n, min_new_tokens=n)
+            return [generation.tokens for generation in runtime.generate(rows)]
 
         runners[name] = run
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     for name, path in paths.items():
         if not name.startswith("ct2-"):
             continue
-        ct2 = Ct2Seq2Seq(path, tokenizer, special, threads=threads)
+        ct2 = Ct2Seq2Seq(path, tokenizer, ids, threads=threads)
 
-        def run_ct2(ids: Any, mask: Any, n: int, ct2: Ct2Seq2Seq = ct2) -> list[list[int]]:
-            return ct2.generate(ids, mask, n, min_new_tokens=n)
+        def run_ct2(batch: Any, mask: Any, n: int, ct2: Ct2Seq2Seq = ct2) -> list[list[int]]:
+            return ct2.generate(batch, mask, n, min_new_tokens=n)
 
         runners[name] = run_ct2
     return runners

@@ -10,7 +10,8 @@ every rationale ``--explain-tokens``, in every server alike. Inputs are SVAMP-sh
 Servers, each started alone as a subprocess on 127.0.0.1 and measured in turn:
 
 * ``naive``: what users write themselves: FastAPI + ``model.generate`` on PyTorch, one request
-  at a time (a lock around ``generate``; explain = label + rationale, two calls).
+  at a time (a lock around ``generate``; explain = label + rationale, two calls); the server is
+  ``bench/naive_server.py``.
 * ``ours-onnx``: ``python -m mindmirror.service`` with its default settings on the bundle's fp32
 ONNX export (what ``MINDMIRROR_BACKEND=auto`` picks).
 * ``ours-pytorch``: the same service on the PyTorch backend: same runtime as ``naive``, so the
@@ -159,7 +160,7 @@ class DirectModel:
         With ``rate`` the calls are paced like the low-load phase (exponential gaps at that
         rate): on a shared host a call after an idle gap is slower than a back-to-back one
         (caches, scheduling), and the comparison should not credit the direct call for that."""
-        from mindmirror.service.backends import Row
+        from mindmirror.engine.decoding import Row
 
         model = self.model
         prefixes, limits = model.manifest.prefixes, model.limits
@@ -178,48 +179,6 @@ class DirectModel:
             model.decode(out)
             times.append(time.perf_counter() - started)
         return statistics.median(times)
-
-
-# ----- the naive server ----------------------------------------------------------------------
-def run_naive_server(bundle: Path, port: int, threads: int) -> None:
-    """FastAPI + model.generate, one request at a time: the baseline users write themselves."""
-    import threading
-
-    import torch
-    import uvicorn
-    from fastapi import FastAPI
-    from mindmirror.training.student.bundle_io import load_student
-
-    if threads:
-        torch.set_num_threads(threads)
-    model, tokenizer, manifest = load_student(bundle)
-    lock = threading.Lock()
-    app = FastAPI()
-    predict_tokens = manifest.generation.max_new_tokens_predict
-    explain_tokens = manifest.generation.max_new_tokens_explain
-
-    def generate(text: str, max_new_tokens: int) -> str:
-        with lock, torch.inference_mode():
-            inputs = tokenizer(text, return_tensors="pt")
-            output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-        return tokenizer.decode(output[0], skip_special_tokens=True)
-
-    @app.get("/readyz")
-    def readyz() -> dict[str, str]:
-        return {"status": "ready"}
-
-    @app.post("/v1/predict")
-    def predict(body: dict[str, Any]) -> dict[str, Any]:
-        text = manifest.prefixes.cot_input(body["input"], "predict")
-        return {"predictions": [{"label": generate(text, predict_tokens)}]}
-
-    @app.post("/v1/explain")
-    def explain(body: dict[str, Any]) -> dict[str, Any]:
-        label = generate(manifest.prefixes.cot_input(body["input"], "predict"), predict_tokens)
-        rationale = generate(manifest.prefixes.cot_input(body["input"], "explain"), explain_tokens)
-        return {"label": label, "rationale": rationale}
-
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
 # ----- load generation -----------------------------------------------------------------------
@@ -387,16 +346,8 @@ def free_port() -> int:
 def start_server(kind: str, bundle: Path, port: int, threads: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if kind == "naive":
-        command = [
-            sys.executable,
-            __file__,
-            "--naive-server",
-            str(bundle),
-            "--port",
-            str(port),
-            "--threads",
-            str(threads),
-        ]
+        script = Path(__file__).with_name("naive_server.py")
+        command = [sys.executable, str(script), str(bundle), str(port), str(threads)]
     else:
         command = [sys.executable, "-m", "mindmirror.service"]
         env.update(
@@ -454,12 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         "on a shared, oversubscribed host use 1: spinning thread pools make timings meaningless",
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--naive-server", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.naive_server:
-        run_naive_server(args.naive_server, args.port, args.threads)
-        return 0
 
     if args.quick:
         seconds = {"probe": 3.0, "saturation": 5.0}

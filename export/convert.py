@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mindmirror.engine.onnx import DECODER_FILE as MERGED_DECODER_FILE
+from mindmirror.engine.onnx import ENCODER_FILE
 from mindmirror.export.errors import ExportError
 
 if TYPE_CHECKING:
@@ -41,9 +43,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 __all__ = [
-    "ENCODER_FILE",
     "FP16_KEEP_FP32",
-    "MERGED_DECODER_FILE",
     "VARIANTS",
     "VariantSpec",
     "build_variant",
@@ -57,8 +57,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-ENCODER_FILE = "encoder_model.onnx"
-MERGED_DECODER_FILE = "decoder_model_merged.onnx"
+# The two graphs a variant ships are named by the engine that loads them (MERGED_DECODER_FILE);
+# these are optimum's intermediate ones.
 _DECODER_FILE = "decoder_model.onnx"
 _DECODER_WITH_PAST_FILE = "decoder_with_past_model.onnx"
 # protobuf cannot serialize a message over 2 GiB; past this size weights go to external data.

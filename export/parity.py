@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +42,7 @@ from mindmirror.student.tasks import Example, Task, TaskDataError
 
 if TYPE_CHECKING:
     import numpy as np
+    from mindmirror.engine.decoding import StepObserver
 
 __all__ = [
     "ParityInput",
@@ -295,26 +296,25 @@ class VariantParity:
         return result
 
 
-def step_diff_recorder(
-    reference_logits: np.ndarray, steps: int
-) -> tuple[Callable[[int, np.ndarray], None], np.ndarray]:
-    """A decoding-step callback that records, per row and step, max |logits - reference|.
+def step_diff_recorder(reference_logits: np.ndarray, steps: int) -> tuple[StepObserver, np.ndarray]:
+    """A decoding-step observer that records, per row and step, max |logits - reference|.
 
     Entries that either side masked to -inf (a runtime's own end-token suppression) are
-    skipped. Steps past the reference's length are left at 0 and never read.
+    skipped. Steps a row did not run (it had finished), and steps past the reference's
+    length, are left at 0 and never read.
     """
     import numpy as np
 
     batch = reference_logits.shape[0]
     diffs = np.zeros((batch, steps), dtype=np.float64)
 
-    def record(step: int, logits: np.ndarray) -> None:
+    def record(step: int, rows: np.ndarray, logits: np.ndarray) -> None:
         if step >= reference_logits.shape[1]:
             return
         width = min(logits.shape[-1], reference_logits.shape[-1])
-        delta = np.abs(logits[:, :width] - reference_logits[:, step, :width])
+        delta = np.abs(logits[:, :width] - reference_logits[rows, step, :width])
         delta[~np.isfinite(delta)] = 0.0
-        diffs[:, step] = delta.max(axis=-1)
+        diffs[rows, step] = delta.max(axis=-1)
 
     return record, diffs
 
@@ -348,11 +348,11 @@ def fp16_activation_peak(
     """
     import numpy as np
     import onnx
-    import onnxruntime as ort
+    from mindmirror.engine.onnx import GraphRunner
     from mindmirror.export.convert import FP16_KEEP_FP32
 
     peak, where = 0.0, None
-    sessions = {}
+    runners = {}
     for stem in ("encoder_model.onnx", "decoder_model.onnx"):
         model = onnx.load(str(optimum_dir / stem))
         present = {o.name for o in model.graph.output}
@@ -365,15 +365,7 @@ def fp16_activation_peak(
         ]
         for name in watched:
             model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        # Graph optimizations would fuse away the exposed tensors' producers.
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        sessions[stem] = (
-            ort.InferenceSession(model.SerializeToString(), options, ["CPUExecutionProvider"]),
-            watched,
-        )
+        runners[stem] = (GraphRunner(model.SerializeToString(), threads or 0), watched)
 
     def scan(values: dict[str, np.ndarray], names: list[str]) -> None:
         nonlocal peak, where
@@ -386,25 +378,17 @@ def fp16_activation_peak(
             if magnitude.size and float(magnitude.max()) > peak:
                 peak, where = float(magnitude.max()), name
 
-    encoder, encoder_watched = sessions["encoder_model.onnx"]
-    decoder, decoder_watched = sessions["decoder_model.onnx"]
+    encoder, encoder_watched = runners["encoder_model.onnx"]
+    decoder, decoder_watched = runners["decoder_model.onnx"]
     for input_ids, attention_mask, decoder_ids in samples:
-        names = [o.name for o in encoder.get_outputs()]
-        values = dict(
-            zip(
-                names,
-                encoder.run(None, {"input_ids": input_ids, "attention_mask": attention_mask}),
-                strict=True,
-            )
-        )
+        values = encoder({"input_ids": input_ids, "attention_mask": attention_mask})
         scan(values, encoder_watched)
-        names = [o.name for o in decoder.get_outputs()]
         feeds = {
             "input_ids": decoder_ids,
             "encoder_attention_mask": attention_mask,
             "encoder_hidden_states": values["last_hidden_state"],
         }
-        scan(dict(zip(names, decoder.run(None, feeds), strict=True)), decoder_watched)
+        scan(decoder(feeds), decoder_watched)
     return {
         "peak_abs_activation": peak,
         "tensor": where,

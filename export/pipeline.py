@@ -1,5 +1,8 @@
 """``mindmirror export``: validate -> convert -> variants -> verify (parity) -> write.
 
+The verify step (decoding with PyTorch and every variant, the gates) is
+:mod:`mindmirror.export.verify`; this module validates, builds and writes.
+
 Everything is built in a hidden staging directory inside the bundle (``.export-XXXX``, same
 filesystem, so moving it into place is a rename) and only the *write* step touches the bundle's
 visible contents: ``onnx/`` (and ``ctranslate2/``) are renamed into place, then the manifest is
@@ -20,10 +23,10 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from mindmirror.engine.ids import read_model_config
 from mindmirror.export.convert import VARIANTS
 from mindmirror.export.ct2 import CT2_VARIANTS
 from mindmirror.export.errors import ExportError, ParityError
@@ -36,11 +39,6 @@ from mindmirror.student.bundle import (
 )
 from mindmirror.student.files import atomic_write_text
 from mindmirror.student.tasks import Task, get_task
-
-from mindmirror import __version__
-
-if TYPE_CHECKING:
-    import numpy as np
 
 __all__ = [
     "EXPORT_DIRS",
@@ -58,7 +56,6 @@ SUPPORTED_MODEL_TYPES = ("t5", "mt5")
 FAILED_REPORT_NAME = ".parity-failed.json"  # hidden: never part of the bundle's checksums
 _STAGING_PREFIX = ".export-"
 _LOCK_NAME = ".export.lock"
-REPORT_FORMAT_VERSION = 1
 
 
 @dataclass
@@ -138,11 +135,7 @@ def _validate(options: ExportOptions) -> tuple[Manifest, Task, dict[str, Any]]:
     model_files = {k: v for k, v in manifest.files.items() if not _owned_by_export(k)}
     verify_checksums(bundle, manifest.model_copy(update={"files": model_files}))
 
-    config_path = bundle / "config.json"
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise BundleError(f"cannot read {config_path}: {error}") from None
+    config = read_model_config(bundle)
     model_type = config.get("model_type")
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise ExportError(
@@ -170,311 +163,6 @@ def _remove_stale_staging(bundle: Path) -> None:
         if path.is_dir():
             logger.info("removing %s, left by an interrupted export", path.name)
             shutil.rmtree(path, ignore_errors=True)
-
-
-# ----- verify ----------------------------------------------------------------------------------
-def _batches(items: list[int], size: int) -> Iterator[list[int]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _reference_generate(
-    model: Any, input_ids: np.ndarray, attention_mask: np.ndarray, max_new_tokens: int, special: Any
-) -> tuple[list[list[int]], np.ndarray]:
-    """PyTorch greedy decoding: outputs cut after the end token, and logits per step."""
-    import torch
-    from mindmirror.export.runtime import cut_after_eos
-
-    config = special.greedy_config(max_new_tokens)
-    with torch.inference_mode():
-        out = model.generate(
-            input_ids=torch.from_numpy(input_ids),
-            attention_mask=torch.from_numpy(attention_mask),
-            generation_config=config,
-            use_model_defaults=False,
-            return_dict_in_generate=True,
-            output_logits=True,
-        )
-    rows = [cut_after_eos(row.tolist(), special.eos) for row in out.sequences[:, 1:]]
-    logits = torch.stack(out.logits, dim=1).float().numpy()
-    return rows, logits
-
-
-def _verify(
-    options: ExportOptions,
-    manifest: Manifest,
-    task: Task,
-    model: Any,
-    tokenizer: Any,
-    staging: Path,
-    structures: dict[str, dict[str, Any]],
-) -> dict[str, Any]:
-    import numpy as np
-    import onnxruntime as ort
-    import torch
-    import transformers
-    from mindmirror.export import parity
-    from mindmirror.export.runtime import Ct2Seq2Seq, OnnxSeq2Seq, read_special_tokens
-    from tqdm import tqdm
-
-    special = read_special_tokens(options.bundle)
-    vocabulary = tokenizer.get_vocab()
-    inputs, description = parity.build_inputs(
-        manifest,
-        task,
-        options.data,
-        split=options.split,
-        max_examples=options.max_examples,
-        max_explain=options.max_explain,
-        seed=options.seed,
-        # In id order: a fast tokenizer's vocabulary dict has no stable order across runs.
-        vocabulary=sorted(vocabulary, key=vocabulary.__getitem__),
-    )
-    logger.info("parity check on %d inputs (%s)", len(inputs), description["source"])
-    if manifest.generation.num_beams > 1:
-        logger.warning(
-            "the manifest asks for beam search (num_beams=%d); parity is checked for greedy "
-            "decoding, which every runtime here implements the same way",
-            manifest.generation.num_beams,
-        )
-
-    cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-    runtimes: dict[str, Any] = {}
-    runtime_info: dict[str, dict[str, Any]] = {}
-    for name in options.variants:
-        spec = VARIANTS[name]
-        on_cuda = cuda and "cuda" in spec.devices and "cpu" not in spec.devices
-        providers = ["CUDAExecutionProvider"] if on_cuda else ["CPUExecutionProvider"]
-        runtimes[f"onnx/{name}"] = OnnxSeq2Seq.from_directory(
-            staging / "onnx" / name, special, providers=providers, threads=options.threads
-        )
-        runtime_info[f"onnx/{name}"] = {
-            "runtime": f"onnxruntime {ort.__version__}",
-            "provider": providers[0],
-            "verified_on": "cuda" if on_cuda else "cpu",
-            "precision": spec.precision,
-            "devices": list(spec.devices),
-        }
-    for name in options.ctranslate2:
-        import ctranslate2
-
-        runtimes[f"ctranslate2/{name}"] = Ct2Seq2Seq(
-            staging / "ctranslate2" / name, tokenizer, special, threads=options.threads or 0
-        )
-        runtime_info[f"ctranslate2/{name}"] = {
-            "runtime": f"ctranslate2 {ctranslate2.__version__}",
-            "provider": "cpu",
-            "verified_on": "cpu",
-            "precision": CT2_VARIANTS[name],
-            "devices": ["cpu", "cuda"],
-        }
-
-    results = {key: parity.VariantParity(key) for key in runtimes}
-    reference_correct = reference_labelled = 0
-    headroom_samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    # Inputs of one kind share a length limit; batching them together keeps batches uniform.
-    order = sorted(range(len(inputs)), key=lambda i: (inputs[i].max_new_tokens, i))
-    batches = [
-        batch
-        for limit in sorted({inputs[i].max_new_tokens for i in order})
-        for batch in _batches(
-            [i for i in order if inputs[i].max_new_tokens == limit], options.batch_size
-        )
-    ]
-    bar = tqdm(batches, desc="parity", unit="batch", disable=not options.progress)
-    for batch in bar:
-        items = [inputs[i] for i in batch]
-        encoded = tokenizer(
-            [item.text for item in items],
-            padding=True,
-            truncation=True,
-            max_length=manifest.max_input_length,
-            return_tensors="np",
-        )
-        input_ids = encoded["input_ids"].astype(np.int64)
-        attention_mask = encoded["attention_mask"].astype(np.int64)
-        limit = items[0].max_new_tokens
-        bar.set_postfix_str("pytorch")
-        reference, reference_logits = _reference_generate(
-            model, input_ids, attention_mask, limit, special
-        )
-        if len(headroom_samples) < 8:  # one per batch: predict, explain and evaluate inputs
-            row = 0
-            decoder_ids = np.array([[special.decoder_start, *reference[row]]], dtype=np.int64)
-            length = int(attention_mask[row].sum())
-            headroom_samples.append(
-                (
-                    input_ids[row : row + 1, :length],
-                    attention_mask[row : row + 1, :length],
-                    decoder_ids,
-                )
-            )
-        correct_by_row: list[bool | None] = []
-        for item, tokens in zip(items, reference, strict=True):
-            correct = _judge(task, tokenizer, item, tokens)
-            correct_by_row.append(correct)
-            if correct is not None:
-                reference_labelled += 1
-                reference_correct += correct
-        for key, runtime in runtimes.items():
-            bar.set_postfix_str(key)
-            if isinstance(runtime, OnnxSeq2Seq):
-                record, diffs = parity.step_diff_recorder(reference_logits, limit)
-                outputs = runtime.generate(input_ids, attention_mask, limit, on_step=record)
-                per_row = [diffs[r].tolist() for r in range(len(items))]
-            else:
-                per_row = [[] for _ in items]
-
-                def keep(
-                    row: int,
-                    logits: np.ndarray,
-                    per_row: list = per_row,
-                    reference_logits: np.ndarray = reference_logits,
-                ) -> None:
-                    per_row[row] = parity.row_diffs(reference_logits[row], logits)
-
-                outputs = runtime.generate(
-                    input_ids,
-                    attention_mask,
-                    limit,
-                    vocab_size=reference_logits.shape[-1],
-                    on_row_logits=keep,
-                )
-            for row, (index, item) in enumerate(zip(batch, items, strict=True)):
-                results[key].add(
-                    index,
-                    item,
-                    reference[row],
-                    outputs[row],
-                    reference_logits[row],
-                    per_row[row],
-                    _judge(task, tokenizer, item, outputs[row]),
-                )
-    bar.close()
-
-    reference_accuracy = reference_correct / reference_labelled if reference_labelled else None
-    if reference_accuracy is None and len(runtimes) > 1:
-        logger.warning(
-            "no labelled data: the accuracy cost of the reduced variants is not measured and "
-            "--max-accuracy-drop is not applied; pass --data with labels to measure it"
-        )
-    variants: dict[str, dict[str, Any]] = {}
-    failures: list[str] = []
-    for key, result in results.items():
-        entry = {**runtime_info[key], **result.summary()}
-        name = key.split("/", 1)[1]
-        checks, problems = _gates(key, name, entry, result, reference_accuracy, options)
-        if key.startswith("onnx/"):
-            entry["structure"] = structures.get(name)
-        if key == "onnx/fp16-mixed":
-            headroom = parity.fp16_activation_peak(
-                staging / "work" / "optimum", headroom_samples, threads=options.threads
-            )
-            entry["fp16_headroom"] = headroom
-            checks["activations_within_fp16"] = headroom["peak_abs_activation"] < parity.FP16_MAX
-            if not checks["activations_within_fp16"]:
-                problems.append(
-                    f"{key}: an activation computed in fp16 reaches "
-                    f"{headroom['peak_abs_activation']:.4g} ({headroom['tensor']}), beyond fp16's "
-                    f"{parity.FP16_MAX:.0f}; it would overflow on the GPU"
-                )
-            if entry["verified_on"] == "cpu":
-                entry["note"] = (
-                    "parity measured on CPU: ONNX Runtime's CPU provider runs the fp16 weights "
-                    "but computes the ops it has no fp16 kernel for in fp32, so fp16 arithmetic "
-                    "(and overflow) is not exercised here; fp16_headroom checks the activation "
-                    "range instead, and bench/gpu_runtimes.sh measures parity on a GPU"
-                )
-        entry["checks"] = checks
-        entry["passed"] = not problems
-        entry["failures"] = problems
-        failures += problems
-        variants[key] = entry
-
-    return {
-        "format_version": REPORT_FORMAT_VERSION,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "mindmirror_version": __version__,
-        "model": {
-            "model_type": model.config.model_type,
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "model_sha256": manifest.files.get("model.safetensors"),
-        },
-        "data": description,
-        "settings": {
-            "decoding": "greedy",
-            "batch_size": options.batch_size,
-            "max_new_tokens": {
-                "predict": manifest.generation.max_new_tokens_predict,
-                "explain": manifest.generation.max_new_tokens_explain,
-            },
-            "max_input_length": manifest.max_input_length,
-            "fp32_atol": options.fp32_atol,
-            "max_accuracy_drop_points": options.max_accuracy_drop,
-        },
-        "pytorch": {
-            "runtime": f"torch {torch.__version__}, transformers {transformers.__version__}",
-            "accuracy": reference_accuracy,
-            "labelled": reference_labelled,
-        },
-        "variants": variants,
-        "passed": not failures,
-        "failures": failures,
-    }
-
-
-def _judge(task: Task, tokenizer: Any, item: Any, tokens: list[int]) -> bool | None:
-    """Whether a ``predict`` output is the gold label (``None`` when there is no gold)."""
-    from mindmirror.export.parity import predicted_label
-
-    if item.kind != "predict" or item.gold is None:
-        return None
-    text = tokenizer.decode(tokens, skip_special_tokens=True)
-    return task.is_correct(predicted_label(task, text, item.example), item.gold)
-
-
-def _gates(
-    key: str,
-    name: str,
-    entry: dict[str, Any],
-    result: Any,
-    reference_accuracy: float | None,
-    options: ExportOptions,
-) -> tuple[dict[str, Any], list[str]]:
-    """The pass/fail checks of one variant, and the problems found."""
-    checks: dict[str, Any] = {}
-    problems: list[str] = []
-    if entry["accuracy"] is not None and reference_accuracy is not None:
-        entry["accuracy_delta_points"] = round((entry["accuracy"] - reference_accuracy) * 100, 4)
-    if key == "onnx/fp32":
-        diff = entry["max_abs_logit_diff"] or 0.0
-        checks["max_abs_logit_diff_within_atol"] = diff <= options.fp32_atol
-        if diff > options.fp32_atol:
-            problems.append(
-                f"{key}: logits differ from PyTorch by up to {diff:.3g} "
-                f"(allowed {options.fp32_atol:g}); the export is not faithful"
-            )
-        # A different greedy token is only acceptable where PyTorch itself had a tie.
-        tie = 2 * options.fp32_atol
-        checks["greedy_outputs_identical"] = result.divergence_count == 0
-        checks["divergences_are_ties"] = result.max_divergence_gap <= tie
-        if result.max_divergence_gap > tie:
-            problems.append(
-                f"{key}: {result.divergence_count} of {entry['sequences']} greedy outputs differ "
-                f"from PyTorch (first: {entry['divergences'][:1]}); the export is not faithful"
-            )
-    elif "accuracy_delta_points" in entry:
-        drop = -entry["accuracy_delta_points"]
-        checks["accuracy_drop_within_limit"] = drop <= options.max_accuracy_drop
-        if drop > options.max_accuracy_drop:
-            problems.append(
-                f"{key}: accuracy {entry['accuracy']:.4f} is {drop:.2f} points below PyTorch's "
-                f"{reference_accuracy:.4f} (allowed {options.max_accuracy_drop:g}); drop the "
-                f"variant (--variants / --ctranslate2-variants) or raise --max-accuracy-drop"
-            )
-    else:
-        checks["accuracy_drop_within_limit"] = None  # no labelled data: not measured
-    return checks, problems
 
 
 # ----- write -----------------------------------------------------------------------------------
@@ -569,6 +257,7 @@ def _export_into(
         export_with_optimum,
     )
     from mindmirror.export.ct2 import convert_ctranslate2
+    from mindmirror.export.verify import verify
     from transformers import AutoTokenizer, T5ForConditionalGeneration
 
     bundle = options.bundle
@@ -593,7 +282,7 @@ def _export_into(
 
     model = T5ForConditionalGeneration.from_pretrained(bundle, use_safetensors=True).eval()
     tokenizer = AutoTokenizer.from_pretrained(bundle)
-    report = _verify(options, manifest, task, model, tokenizer, staging, structures)
+    report = verify(options, manifest, task, model, tokenizer, staging, structures)
     if options.report is not None:
         _write_json(options.report, report)
     if not report["passed"]:

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mindmirror.engine.ids import read_model_ids
 from mindmirror.service.backends import Backend, BackendSpec, Row, create, resolve, verify_files
 from mindmirror.service.rejections import LimitExceeded
 from mindmirror.service.settings import Settings, SettingsError
-from mindmirror.service.text import TextCodec, read_model_ids
+from mindmirror.service.text import TextCodec
 from mindmirror.student.bundle import MANIFEST_NAME, Manifest, load_manifest, sha256_file
 from mindmirror.student.tasks import Task, UnknownTaskError, get_task
 from mindmirror.student.tasks.base import TaskDataError

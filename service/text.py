@@ -11,43 +11,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from mindmirror.engine.ids import ModelIds
 from mindmirror.student.bundle import BundleError
 from tokenizers import Tokenizer
 
-__all__ = ["ModelIds", "TextCodec", "read_model_ids"]
-
-
-@dataclass(frozen=True)
-class ModelIds:
-    """The special token ids generation needs, from the bundle's ``config.json``."""
-
-    pad: int
-    eos: int
-    decoder_start: int
-    vocab_size: int
-
-
-def read_model_ids(bundle: Path) -> ModelIds:
-    path = bundle / "config.json"
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise BundleError(f"cannot read {path}: {error}") from None
-    try:
-        pad = int(config["pad_token_id"])
-        eos = int(config["eos_token_id"])
-        start = config.get("decoder_start_token_id")
-        return ModelIds(
-            pad=pad,
-            eos=eos,
-            decoder_start=pad if start is None else int(start),
-            vocab_size=int(config["vocab_size"]),
-        )
-    except (KeyError, TypeError, ValueError) as error:
-        raise BundleError(f"{path} lacks a usable {error} entry") from None
+__all__ = ["TextCodec"]
 
 
 def _clean_up_tokenization(text: str) -> str:
@@ -102,17 +72,9 @@ class TextCodec:
             return ids
         return [*ids[: limit - 1], self.ids.eos]
 
-    def id_to_token(self, token_id: int) -> str:
-        token = self._tokenizer.id_to_token(token_id)
-        if token is None:
-            raise KeyError(token_id)
-        return token
-
-    def token_to_id(self, token: str) -> int:
-        token_id = self._tokenizer.token_to_id(token)
-        if token_id is None:
-            raise KeyError(token)
-        return token_id
+    def vocabulary(self) -> dict[str, int]:
+        """Token string -> id, added tokens included (what the CTranslate2 mapping checks)."""
+        return self._tokenizer.get_vocab(with_added_tokens=True)
 
 
 def _read_clean_up_flag(path: Path) -> bool:

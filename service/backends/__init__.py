@@ -18,15 +18,18 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from mindmirror.service.backends.base import Backend, BackendError, BackendSpec, Row
-from mindmirror.service.text import ModelIds, TextCodec
+from mindmirror.engine.decoding import Row
+from mindmirror.engine.ids import ModelIds
+from mindmirror.engine.onnx import DECODER_FILE, ENCODER_FILE
+from mindmirror.service.backends.base import Backend, BackendError, BackendSpec
+from mindmirror.service.text import TextCodec
 from mindmirror.student.bundle import BundleError, Manifest, verify_checksums
 
 __all__ = ["Backend", "BackendError", "BackendSpec", "Row", "create", "resolve", "verify_files"]
 
 logger = logging.getLogger("mindmirror.service")
 
-_ONNX_FILES = ("encoder_model.onnx", "decoder_model_merged.onnx")
+_ONNX_FILES = (ENCODER_FILE, DECODER_FILE)
 
 
 def _installed(module: str) -> bool:

@@ -5,7 +5,8 @@ never sees HTTP, text, queues or tasks. The contract follows LitServe's ``decode
 encode``: :meth:`Backend.decode` packs the rows into the runtime's native batch (padded arrays,
 tensors, token strings), :meth:`Backend.predict` is the model call, :meth:`Backend.encode`
 unpacks the native output back into one id list per row. All three run on the model worker
-thread (see :mod:`mindmirror.service.batching`), never on the event loop.
+thread (see :mod:`mindmirror.service.batching`), never on the event loop. A request row is the
+engine's :class:`mindmirror.engine.decoding.Row`.
 
 Generated ids exclude the decoder start token and the end-of-sequence token, and are cut at
 each row's own ``max_new_tokens``.
@@ -13,18 +14,19 @@ each row's own ``max_new_tokens``.
 
 from __future__ import annotations
 
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
-from mindmirror.service.text import ModelIds, TextCodec
+from mindmirror.engine.decoding import Row
+from mindmirror.engine.ids import ModelIds
+from mindmirror.service.text import TextCodec
 from mindmirror.student.bundle import Manifest
 from mindmirror.student.errors import MindmirrorError
 
-__all__ = ["Backend", "BackendError", "BackendSpec", "Row"]
+__all__ = ["Backend", "BackendError", "BackendSpec"]
 
 Native = TypeVar("Native")
 Output = TypeVar("Output")
@@ -32,26 +34,6 @@ Output = TypeVar("Output")
 
 class BackendError(MindmirrorError, RuntimeError):
     """The requested backend cannot run here (not installed, no export, wrong device...)."""
-
-
-@dataclass(eq=False)
-class Row:
-    """One generation: an encoded input and how to decode it."""
-
-    input_ids: list[int]
-    max_new_tokens: int
-    #: 0 = greedy; > 0 = sample from softmax(logits / temperature)
-    temperature: float = 0.0
-    #: sample among the k most likely tokens (0 = all); ignored when greedy
-    top_k: int = 0
-    seed: int | None = None
-    #: set by the HTTP layer when nobody waits for the answer any more (client gone, timeout);
-    #: backends that decode step by step stop the row at the next step
-    cancelled: threading.Event = field(default_factory=threading.Event)
-
-    @property
-    def sampled(self) -> bool:
-        return self.temperature > 0
 
 
 @dataclass(frozen=True)

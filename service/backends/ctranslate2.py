@@ -2,8 +2,8 @@
 ``ctranslate2`` package is installed (``pip install 'mindmirror[ctranslate2]'``).
 
 CTranslate2 reads and writes token strings, so rows are mapped through the variant's own
-vocabulary (``shared_vocabulary.json``: token strings in model id order, written by the
-converter); the tokenizer's vocabulary is the fallback when that file is absent. Like
+vocabulary by :class:`mindmirror.engine.vocabulary.Ct2Vocabulary` (the mapping the export's
+parity check used; the tokenizer's vocabulary is the fallback when the file is absent). Like
 ``generate``, one ``translate_batch`` call takes one decoding configuration: a batch is split
 into groups sharing (``max_new_tokens``, temperature, top-k, seed). A cancelled row is not
 stopped mid-batch (CTranslate2 can only stop a whole batch).
@@ -11,12 +11,13 @@ stopped mid-batch (CTranslate2 can only stop a whole batch).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mindmirror.service.backends.base import Backend, BackendError, Row
+from mindmirror.engine.decoding import Row
+from mindmirror.engine.vocabulary import Ct2Vocabulary
+from mindmirror.service.backends.base import Backend, BackendError
 
 __all__ = ["CTranslate2Backend"]
 
@@ -49,25 +50,10 @@ class CTranslate2Backend(Backend[_Packed, list[tuple[list[int], list[Any]]]]):
             intra_threads=self.spec.num_threads,
             inter_threads=1,
         )
-        self._tokens, self._ids = self._vocabulary()
-        self._end = self._tokens[self.ids.eos]
-
-    def _vocabulary(self) -> tuple[list[str], dict[str, int]]:
-        path = self.spec.path / "shared_vocabulary.json"
-        if path.is_file():
-            tokens = [str(t) for t in json.loads(path.read_text(encoding="utf-8"))]
-        else:
-            size = self.ids.vocab_size
-            tokens = []
-            for token_id in range(size):
-                try:
-                    tokens.append(self.codec.id_to_token(token_id))
-                except KeyError:
-                    tokens.append(f"<unused_{token_id}>")
-        ids: dict[str, int] = {}
-        for token_id, token in enumerate(tokens):
-            ids.setdefault(token, token_id)  # a repeated string maps to its first id
-        return tokens, ids
+        self.vocabulary = Ct2Vocabulary.load(
+            self.spec.path, self.codec.vocabulary(), self.ids.vocab_size
+        )
+        self._end = self.vocabulary.tokens[self.ids.eos]
 
     def decode(self, rows: Sequence[Row]) -> _Packed:
         groups: dict[tuple[int, float, int, int | None], list[int]] = {}
@@ -79,7 +65,7 @@ class CTranslate2Backend(Backend[_Packed, list[tuple[list[int], list[Any]]]]):
                 row.seed if row.sampled else None,
             )
             groups.setdefault(key, []).append(index)
-        tokens = [[self._tokens[i] for i in row.input_ids] for row in rows]
+        tokens = [self.vocabulary.to_tokens(row.input_ids) for row in rows]
         return _Packed(rows, groups, tokens)
 
     def predict(self, batch: _Packed) -> list[tuple[list[int], list[Any]]]:
@@ -108,6 +94,6 @@ class CTranslate2Backend(Backend[_Packed, list[tuple[list[int], list[Any]]]]):
         generated: list[list[int]] = [[] for _ in rows]
         for indices, results in output:
             for index, result in zip(indices, results, strict=True):
-                ids = [self._ids[token] for token in result.hypotheses[0]]
+                ids = self.vocabulary.to_ids(result.hypotheses[0])
                 generated[index] = self._trim(ids, rows[index])
         return generated

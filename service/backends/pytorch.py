@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mindmirror.service.backends.base import Backend, BackendError, Row
+from mindmirror.engine.decoding import Row
+from mindmirror.service.backends.base import Backend, BackendError
 
 __all__ = ["PyTorchBackend", "prefer_passive_openmp"]
 

@@ -22,7 +22,7 @@ def labelled_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def exported(tiny_bundle: Path, labelled_data: Path, tmp_path_factory: pytest.TempPathFactory):
-    """A copy of the tiny bundle exported once (all ONNX variants + CTranslate2 int8).
+    """A copy of the tiny bundle exported once (all ONNX variants + CTranslate2 int8 and fp32).
 
     Read-only for tests: copy it before modifying. Returns (bundle path, ExportResult).
     """
@@ -34,7 +34,7 @@ def exported(tiny_bundle: Path, labelled_data: Path, tmp_path_factory: pytest.Te
         ExportOptions(
             bundle=bundle,
             data=labelled_data,
-            ctranslate2=("int8",),
+            ctranslate2=("int8", "fp32"),
             max_explain=4,
             # The tiny student is weak (a few points are one example): the accuracy gate is
             # tested on its own; here every variant must be written so it can be inspected.

@@ -14,7 +14,8 @@ from mindmirror.export.parity import (
     row_diffs,
     step_diff_recorder,
 )
-from mindmirror.export.pipeline import ExportOptions, _gates
+from mindmirror.export.pipeline import ExportOptions
+from mindmirror.export.verify import _gates
 from mindmirror.student.bundle import Manifest
 from mindmirror.student.tasks import get_task
 
@@ -86,9 +87,13 @@ def test_step_diff_recorder_skips_masked_entries():
     reference = np.zeros((2, 3, 4), dtype=np.float32)
     record, diffs = step_diff_recorder(reference, steps=3)
     step = np.array([[0.5, 0, 0, 0], [0, -np.inf, 0, 0.25]], dtype=np.float32)
-    record(0, step)
-    record(5, step)  # beyond the reference: ignored
+    record(0, np.array([0, 1]), step)
+    record(5, np.array([0, 1]), step)  # beyond the reference: ignored
     assert diffs[:, 0].tolist() == [0.5, 0.25]
+    # Once row 0 has finished, the loop reports row 1 alone: row 0's entry stays untouched.
+    reference[1, 1, 2] = 2.0
+    record(1, np.array([1]), step[1:])
+    assert diffs[:, 1].tolist() == [0.0, 2.0]
     assert row_diffs(np.zeros((2, 3)), np.ones((3, 3))) == [1.0, 1.0]
 
 

@@ -7,10 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from mindmirror.engine.ids import read_model_ids
 from mindmirror.service.backends import BackendError, Row, create, resolve
 from mindmirror.service.runtime import StudentModel, resolve_limits
 from mindmirror.service.settings import Settings, SettingsError
-from mindmirror.service.text import TextCodec, read_model_ids
+from mindmirror.service.text import TextCodec
 from mindmirror.student.bundle import BundleError, load_manifest, write_manifest
 
 from tests.tiny_student import make_problems

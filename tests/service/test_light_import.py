@@ -66,6 +66,8 @@ def test_service_imports_nothing_heavy() -> None:
         "import mindmirror.service.batching, mindmirror.service.backends\n"
         "import mindmirror.service.backends.onnx, mindmirror.service.backends.pytorch\n"
         "import mindmirror.service.backends.ctranslate2\n"
+        "import mindmirror.engine, mindmirror.engine.ids, mindmirror.engine.decoding\n"
+        "import mindmirror.engine.onnx, mindmirror.engine.vocabulary\n"
         "heavy = [m for m in sys.modules if blocked(m)]\n"
         "print(heavy); sys.exit(1 if heavy else 0)\n"
     )
