@@ -38,7 +38,7 @@ from mindmirror.student.distillation import (
     load_task_examples,
 )
 from mindmirror.student.jsonl import DataFileError, iter_jsonl
-from mindmirror.student.tasks import Example, Task, TaskDataError
+from mindmirror.student.tasks import Example, Task
 
 if TYPE_CHECKING:
     import numpy as np
@@ -50,7 +50,6 @@ __all__ = [
     "build_inputs",
     "common_prefix",
     "fp16_activation_peak",
-    "predicted_label",
 ]
 
 logger = logging.getLogger(__name__)
@@ -180,13 +179,6 @@ def build_inputs(
         kind: sum(i.kind == kind for i in inputs) for kind in dict.fromkeys(i.kind for i in inputs)
     }
     return inputs, description
-
-
-def predicted_label(task: Task, text: str, example: Example | None) -> str | None:
-    try:
-        return task.parse_label(text, example)
-    except TaskDataError:
-        return None
 
 
 # ----- comparison ------------------------------------------------------------------------------

@@ -293,12 +293,11 @@ def verify(
 
 def _judge(task: Task, tokenizer: Any, item: Any, tokens: list[int]) -> bool | None:
     """Whether a ``predict`` output is the gold label (``None`` when there is no gold)."""
-    from mindmirror.export.parity import predicted_label
 
     if item.kind != "predict" or item.gold is None:
         return None
     text = tokenizer.decode(tokens, skip_special_tokens=True)
-    return task.is_correct(predicted_label(task, text, item.example), item.gold)
+    return task.is_correct(task.read_label(text, item.example), item.gold)
 
 
 def _gates(

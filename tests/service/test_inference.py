@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mindmirror.engine.ids import ModelIds
 from mindmirror.service.backends import Row
 from mindmirror.service.error_handlers import as_service_error
 from mindmirror.service.errors import InvalidInput, SelfEvaluationUnavailable
 from mindmirror.service.inference import Answer, Inference, Sampling
 from mindmirror.service.rejections import LimitExceeded, Rejected, SelfEvaluationMissing
 from mindmirror.service.runtime import Limits, StudentModel
-from mindmirror.service.text import ModelIds, TextCodec
+from mindmirror.service.text import TextCodec
 from mindmirror.student.bundle import GenerationDefaults, Manifest, write_manifest
 from mindmirror.student.formats import Verdict
 from mindmirror.student.tasks import get_task
