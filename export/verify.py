@@ -293,7 +293,6 @@ def verify(
 
 def _judge(task: Task, tokenizer: Any, item: Any, tokens: list[int]) -> bool | None:
     """Whether a ``predict`` output is the gold label (``None`` when there is no gold)."""
-
     if item.kind != "predict" or item.gold is None:
         return None
     text = tokenizer.decode(tokens, skip_special_tokens=True)
