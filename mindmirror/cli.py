@@ -23,7 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mindmirror.training.student.cli",
     "mindmirror.export.cli",
     "mindmirror.service.cli",
-    "mindmirror.demo",
+    "mindmirror.demo.cli",
 )
 
 

@@ -7,5 +7,13 @@ self-evaluations per CoT), makes only the calls its SQLite store does not alread
 Modules: :mod:`.prompts` (few-shot messages, sampling parameters, store keys),
 :mod:`.store` (the SQLite store), :mod:`.backends` (one class per kind of teacher),
 :mod:`.limits` (rate limits, retries, cost budget), :mod:`.runner` (the async loop),
-:mod:`.batch` (OpenAI Batch API mode), :mod:`.records` (export and import), :mod:`.cli`.
+:mod:`.estimate` (the dry run's count), :mod:`.batch` (OpenAI Batch API mode), :mod:`.records`
+(export and import), :mod:`.teach` (``teach(config)``: the run wired end to end, the library
+entry point) and :mod:`.cli`; :mod:`.simulated` (with :mod:`.simulated_reasoning` and
+:mod:`.simulated_grading`) is the offline demo's stand-in for an LLM.
 """
+
+from pathlib import Path
+
+#: the store a teacher run, export, import or status uses when none is named
+DEFAULT_STORE = Path("teacher.sqlite")

@@ -72,7 +72,6 @@ class BatchRunner:
     ) -> None:
         if not backend.supports_batch:
             raise MindmirrorError(f"--batch needs an OpenAI-compatible teacher, not {backend.name}")
-        backend.check_task(planner.task)
         self.store = store
         self.backend = backend
         self.client = backend.client

@@ -6,31 +6,22 @@ Light at import time: the handlers import the runner, the OpenAI client or torch
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mindmirror.student.errors import MindmirrorError
+from mindmirror.training.teacher import DEFAULT_STORE
+
+if TYPE_CHECKING:  # for annotations only: the modules are imported when a command runs
+    from mindmirror.training.teacher.records import SetWritten
+    from mindmirror.training.teacher.teach import TeachConfig
 
 __all__ = ["register"]
 
-DEFAULT_STORE = "teacher.sqlite"
 EXIT_INCOMPLETE = 3
-
-
-def _price_default(name: str) -> float:
-    value = os.environ.get(name)
-    if value is None:
-        return 0.0
-    try:
-        return float(value)
-    except ValueError:
-        raise MindmirrorError(f"{name}={value!r} is not a number (USD per 1M tokens)") from None
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -67,7 +58,7 @@ def register(subparsers: Any) -> None:
     )
     run.add_argument("--task", required=True, help="task name (svamp, cqa, anli) or spec file")
     run.add_argument("--data", required=True, type=Path, help="task data (JSONL or JSON array)")
-    run.add_argument("--store", type=Path, default=Path(DEFAULT_STORE), help="SQLite store")
+    run.add_argument("--store", type=Path, help=f"SQLite store (default {DEFAULT_STORE})")
     run.add_argument("--limit", type=int, help="use only the first N examples")
     run.add_argument("--out", type=Path, help="also export the distillation JSONL when complete")
 
@@ -86,7 +77,6 @@ def register(subparsers: Any) -> None:
     teacher.add_argument("--base-url", help="OpenAI-compatible base URL, e.g. http://host:8000/v1")
     teacher.add_argument(
         "--api-key-env",
-        default="OPENAI_API_KEY",
         metavar="NAME",
         help="environment variable holding the API key (default OPENAI_API_KEY)",
     )
@@ -95,7 +85,6 @@ def register(subparsers: Any) -> None:
     teacher.add_argument(
         "--n-mode",
         choices=("auto", "on", "off"),
-        default="auto",
         help="ask for several samples per request (n>1): auto detects whether the endpoint "
         "honours it (llama.cpp ignores it)",
     )
@@ -105,23 +94,24 @@ def register(subparsers: Any) -> None:
         help="request field for the length cap (default: max_completion_tokens for OpenAI, "
         "max_tokens with --base-url)",
     )
-    teacher.add_argument("--device", default="cpu", help="local teacher device (cpu, cuda)")
+    teacher.add_argument("--device", help="local teacher device (cpu, cuda)")
     teacher.add_argument("--threads", type=int, help="local teacher torch threads")
     teacher.add_argument(
         "--teacher-option",
         type=_key_value,
         action="append",
         default=[],
+        dest="teacher_options",
         metavar="KEY=VALUE",
         help="backend-specific setting (repeatable)",
     )
 
     sampling = run.add_argument_group("generation (Mind's Mirror defaults)")
-    sampling.add_argument("--cots", type=int, default=5, help="chains of thought per example (N)")
-    sampling.add_argument("--evals", type=int, default=5, help="self-evaluations per CoT (M)")
-    sampling.add_argument("--temperature", type=float, default=0.7)
-    sampling.add_argument("--top-p", type=float, default=1.0)
-    sampling.add_argument("--max-tokens", type=int, default=256, help="per chain of thought")
+    sampling.add_argument("--cots", type=int, help="chains of thought per example (N)")
+    sampling.add_argument("--evals", type=int, help="self-evaluations per CoT (M)")
+    sampling.add_argument("--temperature", type=float)
+    sampling.add_argument("--top-p", type=float)
+    sampling.add_argument("--max-tokens", type=int, help="per chain of thought")
     sampling.add_argument("--eval-temperature", type=float, help="default: --temperature")
     sampling.add_argument("--eval-max-tokens", type=int, help="default: --max-tokens")
     sampling.add_argument("--seed", type=int, help="base seed (request seed = seed + index)")
@@ -134,12 +124,12 @@ def register(subparsers: Any) -> None:
     )
 
     limits = run.add_argument_group("throughput and cost")
-    limits.add_argument("--concurrency", type=int, default=8, help="requests in flight")
+    limits.add_argument("--concurrency", type=int, help="requests in flight")
     limits.add_argument("--rpm", type=float, help="client-side requests-per-minute limit")
     limits.add_argument("--tpm", type=float, help="client-side tokens-per-minute limit")
-    limits.add_argument("--max-retries", type=int, default=6, help="per request (429/5xx/timeout)")
-    limits.add_argument("--backoff", type=float, default=1.0, help="first backoff in seconds")
-    limits.add_argument("--timeout", type=float, default=120.0, help="per-request seconds")
+    limits.add_argument("--max-retries", type=int, help="per request (429/5xx/timeout)")
+    limits.add_argument("--backoff", type=float, help="first backoff in seconds")
+    limits.add_argument("--timeout", type=float, help="per-request seconds")
     limits.add_argument(
         "--input-price",
         type=float,
@@ -150,9 +140,7 @@ def register(subparsers: Any) -> None:
         type=float,
         help="USD per 1M completion tokens (env MINDMIRROR_TEACH_OUTPUT_PRICE)",
     )
-    limits.add_argument(
-        "--batch-discount", type=float, default=0.5, help="price multiplier in --batch mode"
-    )
+    limits.add_argument("--batch-discount", type=float, help="price multiplier in --batch mode")
     limits.add_argument(
         "--max-cost",
         type=float,
@@ -167,12 +155,12 @@ def register(subparsers: Any) -> None:
 
     batch = run.add_argument_group("OpenAI Batch API")
     batch.add_argument("--batch", action="store_true", help="submit through the Batch API")
-    batch.add_argument("--poll-interval", type=float, default=30.0, help="seconds between polls")
-    batch.add_argument("--batch-rounds", type=int, default=3, help="submissions per invocation")
+    batch.add_argument("--poll-interval", type=float, help="seconds between polls")
+    batch.add_argument("--batch-rounds", type=int, help="submissions per invocation")
     run.set_defaults(handler=_run)
 
     export = sub.add_parser("export", help="write a run's distillation JSONL")
-    export.add_argument("--store", type=Path, default=Path(DEFAULT_STORE))
+    export.add_argument("--store", type=Path, default=DEFAULT_STORE)
     export.add_argument("--out", type=Path, required=True, help="distillation JSONL to write")
     export.add_argument("--run", help="run id or prefix (default: the latest)")
     export.add_argument("--task", help="task spec file, if the store's path moved")
@@ -191,26 +179,20 @@ def register(subparsers: Any) -> None:
         ),
     )
     imp.add_argument("path", type=Path, help="release folder or distillation JSONL")
-    imp.add_argument("--store", type=Path, default=Path(DEFAULT_STORE))
+    imp.add_argument("--store", type=Path, default=DEFAULT_STORE)
     imp.add_argument("--task", help="task (default: from the folder name, or svamp)")
     imp.add_argument("--split", default="train", help="release split (default train)")
     imp.set_defaults(handler=_import)
 
     status = sub.add_parser("status", help="what the store holds and what it cost")
-    status.add_argument("--store", type=Path, default=Path(DEFAULT_STORE))
+    status.add_argument("--store", type=Path, default=DEFAULT_STORE)
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=_status)
 
 
 # ----- run --------------------------------------------------------------------------------------
 def _run(args: argparse.Namespace) -> int:
-    from mindmirror.student.distillation import load_task_examples
-    from mindmirror.student.tasks import get_task
-    from mindmirror.training.teacher.backends import TeacherOptions, create_backend
-    from mindmirror.training.teacher.limits import Prices, RetryPolicy
-    from mindmirror.training.teacher.prompts import Planner, SamplingParams
-    from mindmirror.training.teacher.runner import RunOptions, estimate_plan
-    from mindmirror.training.teacher.store import Store
+    from mindmirror.training.teacher.teach import teach
 
     if args.api_key_flag is not None:
         raise MindmirrorError(
@@ -222,139 +204,48 @@ def _run(args: argparse.Namespace) -> int:
         # One INFO line per HTTP request from the client's transport drowns the progress bar.
         for name in ("httpx", "httpx2", "openai"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    for name in ("cots", "concurrency", "batch_rounds"):
-        if getattr(args, name) < 1:
-            raise MindmirrorError(f"--{name.replace('_', '-')} must be at least 1")
-    if args.limit is not None and args.limit < 1:
-        raise MindmirrorError("--limit must be at least 1")
-    if args.max_retries < 0:
-        raise MindmirrorError("--max-retries must be 0 or more")
-    if args.shots is not None and args.shots < 0:
-        raise MindmirrorError("--shots must be 0 or more")
-    task = get_task(args.task)
-    examples = load_task_examples(task, args.data)
-    if args.limit:
-        examples = examples[: args.limit]
-    seen: set[str] = set()
-    for example in examples:
-        if example.id in seen:
-            raise MindmirrorError(f"{args.data}: example id {example.id!r} appears twice")
-        seen.add(example.id)
-
-    teacher_name = args.teacher or ("openai" if args.base_url else "local")
-    options = TeacherOptions(
-        model=args.model,
-        base_url=args.base_url,
-        api_key_env=args.api_key_env,
-        timeout=args.timeout,
-        n_mode=args.n_mode,
-        max_tokens_param=args.max_tokens_param,
-        device=args.device,
-        threads=args.threads,
-        dry_run=args.dry_run,
-        extra=dict(args.teacher_option),
-    )
-    backend = create_backend(teacher_name, options)
-    backend.check_task(task)
-    if args.batch and not backend.supports_batch:
-        raise MindmirrorError(
-            f"--batch needs an OpenAI-compatible teacher (--teacher openai), not {teacher_name}"
-        )
-    cot_params = SamplingParams(args.temperature, args.top_p, args.max_tokens, args.seed)
-    eval_params = SamplingParams(
-        args.temperature if args.eval_temperature is None else args.eval_temperature,
-        args.top_p,
-        args.max_tokens if args.eval_max_tokens is None else args.eval_max_tokens,
-        args.seed,
-    )
-    planner = Planner(
-        task,
-        backend.model_id,
-        args.cots,
-        args.evals,
-        cot_params,
-        eval_params,
-        shots=args.shots,
-        evaluate_unparsed=args.evaluate_unparsed,
-    )
-    prices = Prices(
-        args.input_price
-        if args.input_price is not None
-        else _price_default("MINDMIRROR_TEACH_INPUT_PRICE"),
-        args.output_price
-        if args.output_price is not None
-        else _price_default("MINDMIRROR_TEACH_OUTPUT_PRICE"),
-        args.batch_discount,
-    )
-    if args.max_cost is not None and prices.free:
-        raise MindmirrorError(
-            "--max-cost needs prices: pass --input-price and --output-price (USD per 1M tokens)"
-        )
-    run_options = RunOptions(
-        concurrency=args.concurrency,
-        rpm=args.rpm,
-        tpm=args.tpm,
-        retry=RetryPolicy(max_retries=args.max_retries, base=args.backoff),
-        prices=prices,
-        max_cost=args.max_cost,
-        progress=not args.no_progress and sys.stderr.isatty(),
-    )
-
-    if args.dry_run:
-        # Reads the store if there is one, writes nothing, creates no file.
-        with tempfile.TemporaryDirectory() as scratch:
-            path = args.store if args.store.is_file() else Path(scratch) / "empty.sqlite"
-            with Store(path) as store:
-                estimate = estimate_plan(store, planner, examples, prices, batch=args.batch)
-        print(f"teacher: {backend.describe()}")
-        print(estimate.summary(prices, args.batch))
-        asyncio.run(backend.aclose())
+    config = _teach_config(args)
+    report = teach(config)
+    if report.estimate is not None:  # a dry run
+        print(f"teacher: {report.teacher}")
+        print(report.estimate.summary(report.prices, config.batch))
         return 0
-    store = Store(args.store)
-    try:
-        store.bind_task(task.name)
-        # A spec file is remembered by absolute path, so export works from any directory.
-        spec = Path(args.task)
-        store.set_meta("task_source", str(spec.resolve()) if spec.is_file() else args.task)
-        store.add_examples(examples)
-        print(f"teacher: {backend.describe()}", file=sys.stderr)
-        report = asyncio.run(_drive(store, backend, planner, examples, run_options, args))
-        print(report.summary())
-        if args.out is not None:
-            if report.complete:
-                _write_export(store, args.out, report.run_id, task, partial=False)
-            else:
-                print(f"not exporting to {args.out}: the run is not finished", file=sys.stderr)
-        return 0 if report.complete else EXIT_INCOMPLETE
-    finally:
-        store.close()
-
-
-async def _drive(store, backend, planner, examples, run_options, args):  # type: ignore[no-untyped-def]
-    from mindmirror.training.teacher.runner import TeacherRunner
-
-    try:
-        if args.batch:
-            from mindmirror.training.teacher.batch import BatchOptions, BatchRunner
-
-            runner: Any = BatchRunner(
-                store,
-                backend,
-                planner,
-                examples,
-                run_options,
-                BatchOptions(poll_interval=args.poll_interval, max_rounds=args.batch_rounds),
-            )
+    assert report.run is not None
+    print(report.run.summary())
+    if config.out is not None:
+        if report.written is not None:
+            _print_written(report.written)
         else:
-            runner = TeacherRunner(store, backend, planner, examples, run_options)
-        try:
-            return await runner.run()
-        except MindmirrorError:
-            # What was done before the fatal error is stored; say how much.
-            print(runner.report.summary(), file=sys.stderr)
-            raise
-    finally:
-        await backend.aclose()
+            print(f"not exporting to {config.out}: the run is not finished", file=sys.stderr)
+    return 0 if report.complete else EXIT_INCOMPLETE
+
+
+def _teach_config(args: argparse.Namespace) -> TeachConfig:
+    """The options given, as a :class:`TeachConfig`; what is not given keeps the config's
+    default (the one home of every default: the run parser sets none)."""
+    from mindmirror.training.teacher.teach import TeachConfig
+    from pydantic import ValidationError
+
+    given = {
+        name: value
+        for name in TeachConfig.model_fields
+        if (value := getattr(args, name, None)) is not None
+    }
+    given["teacher_options"] = dict(args.teacher_options)
+    given["progress"] = not args.no_progress
+    try:
+        return TeachConfig(**given)
+    except ValidationError as error:
+        raise MindmirrorError("; ".join(map(_flag_error, error.errors()))) from None
+
+
+def _flag_error(error: Any) -> str:  # one entry of pydantic's ValidationError.errors()
+    """A config validation error in the words of the flag that set the value."""
+    flag = "--" + str(error["loc"][0]).replace("_", "-")
+    bound = error.get("ctx", {}).get("ge")
+    if error["type"] == "greater_than_equal":
+        return f"{flag} must be {'0 or more' if bound == 0 else f'at least {bound}'}"
+    return f"{flag}: {error['msg']}"
 
 
 # ----- export / import / status ---------------------------------------------------------------
@@ -367,41 +258,23 @@ def _store_task(store: Any, override: str | None) -> Any:
     return get_task(source)
 
 
-def _write_export(store: Any, out: Path, run_id: str | None, task: Any, partial: bool) -> None:
-    from mindmirror.student.distillation import parse_stats, write_distillation_set
-    from mindmirror.training.teacher.records import export_run
-
-    result = export_run(store, run_id, task)
-    if not result.complete and not partial:
-        raise MindmirrorError(
-            f"run {result.run['id']} is not finished: {result.cots_missing} chains of thought "
-            f"and {result.evals_missing} self-evaluations are missing. Rerun `mindmirror teach "
-            "run` to finish it, or pass --partial to export what is there"
-        )
-    count = write_distillation_set(out, result.records)
-    stats = parse_stats(task, result.records)
-    accuracy = stats.teacher_accuracy
-    print(
-        f"wrote {count} records to {out}: {stats.cots} chains of thought "
-        f"({stats.cots - stats.cots_parsed} unparseable, kept with answer null), "
-        f"{stats.self_evaluations} self-evaluations "
-        f"({stats.self_evaluations - stats.self_evaluations_parsed} without a verdict); "
-        f"verdicts {stats.verdicts}"
-        + (f"; teacher accuracy {accuracy:.1%}" if accuracy is not None else "")
-    )
-    if not result.complete:
+def _print_written(written: SetWritten) -> None:
+    print(written.message())
+    if written.cots_missing or written.evals_missing:
         print(
-            f"partial: {result.cots_missing} chains of thought and {result.evals_missing} "
+            f"partial: {written.cots_missing} chains of thought and {written.evals_missing} "
             "self-evaluations are missing",
             file=sys.stderr,
         )
 
 
 def _export(args: argparse.Namespace) -> int:
+    from mindmirror.training.teacher.records import write_run
     from mindmirror.training.teacher.store import Store
 
     with Store(args.store, create=False) as store:
-        _write_export(store, args.out, args.run, _store_task(store, args.task), args.partial)
+        task = _store_task(store, args.task)
+        _print_written(write_run(store, args.out, args.run, task, partial=args.partial))
     return 0
 
 

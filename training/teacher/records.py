@@ -16,19 +16,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mindmirror.student.distillation import (
     DistillationRecord,
+    ParseStats,
     cot_from_text,
+    parse_stats,
     self_evaluation_from_text,
+    write_distillation_set,
 )
 from mindmirror.student.errors import MindmirrorError
 from mindmirror.student.tasks import Example, Task, get_task
 from mindmirror.training.teacher.prompts import Planner, SamplingParams
 from mindmirror.training.teacher.store import CallRecord, Result, Store
 
-__all__ = ["ExportResult", "export_run", "import_records", "planner_for_run"]
+__all__ = [
+    "ExportResult",
+    "SetWritten",
+    "export_run",
+    "import_records",
+    "planner_for_run",
+    "write_run",
+]
 
 
 @dataclass
@@ -101,6 +112,50 @@ def export_run(store: Store, run_id: str | None = None, task: Task | None = None
             )
         )
     return ExportResult(records, run, cots_missing, evals_missing)
+
+
+@dataclass
+class SetWritten:
+    """A run's distillation set written to a file, and what it holds."""
+
+    path: Path
+    count: int
+    stats: ParseStats
+    cots_missing: int
+    evals_missing: int
+
+    def message(self) -> str:
+        """What ``mindmirror teach`` prints about the file."""
+        stats = self.stats
+        accuracy = stats.teacher_accuracy
+        return (
+            f"wrote {self.count} records to {self.path}: {stats.cots} chains of thought "
+            f"({stats.cots - stats.cots_parsed} unparseable, kept with answer null), "
+            f"{stats.self_evaluations} self-evaluations "
+            f"({stats.self_evaluations - stats.self_evaluations_parsed} without a verdict); "
+            f"verdicts {stats.verdicts}"
+            + (f"; teacher accuracy {accuracy:.1%}" if accuracy is not None else "")
+        )
+
+
+def write_run(
+    store: Store, out: Path, run_id: str | None, task: Task, *, partial: bool = False
+) -> SetWritten:
+    """Export a run (the latest when ``run_id`` is None) to the distillation JSONL ``out``.
+
+    An unfinished run is refused unless ``partial``: a set with holes would train a student on
+    whichever answers happened to arrive first."""
+    result = export_run(store, run_id, task)
+    if not result.complete and not partial:
+        raise MindmirrorError(
+            f"run {result.run['id']} is not finished: {result.cots_missing} chains of thought "
+            f"and {result.evals_missing} self-evaluations are missing. Rerun `mindmirror teach "
+            "run` to finish it, or pass --partial to export what is there"
+        )
+    count = write_distillation_set(out, result.records)
+    return SetWritten(
+        out, count, parse_stats(task, result.records), result.cots_missing, result.evals_missing
+    )
 
 
 def import_records(

@@ -158,8 +158,8 @@ class TeacherBackend(ABC):
 
     def check_task(self, task: Task) -> None:  # noqa: B027 - optional hook
         """Raise a :class:`~mindmirror.student.errors.MindmirrorError` if this teacher cannot answer
-        ``task`` (called before anything is planned or sent, dry runs included). Language
-        models answer any task; a simulator knows only its own."""
+        ``task`` (``teach()`` calls it once, before anything is planned or sent, dry runs
+        included). Language models answer any task; a simulator knows only its own."""
 
     def describe(self) -> str:
         return f"{self.name} teacher {self.model_id}"

@@ -16,26 +16,48 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mindmirror.demo import (
-    DemoPaths,
-    DemoSettings,
-    DemoState,
-    data_stage,
-    distill_config,
-    teach_stage,
-    tokenizer_stage,
-)
+from mindmirror.demo.settings import DemoSettings, prepare
+from mindmirror.demo.stages import data_stage, distill_config, teach_stage, tokenizer_stage
 from mindmirror.student.errors import MindmirrorError
 from mindmirror.student.files import atomic_write_text
 
-__all__ = ["DEFAULT_ERROR_RATES", "plot_accuracy", "run_ablation", "table_markdown"]
+__all__ = ["AblationSettings", "plot_accuracy", "run_ablation", "table_markdown"]
 
-#: the plot's sweep; the demo's own rate (0.25) is the table's
-DEFAULT_ERROR_RATES = (0.1, 0.25, 0.4)
+
+@dataclass(frozen=True)
+class AblationSettings:
+    """What the ablation runs. It shares the demo's data, teacher run and tokenizer, made with
+    ``demo`` (whose student shape, batch size and learning rate it trains with too); the
+    training budget, the label source, the seeds and the error rates are its own."""
+
+    demo: DemoSettings = field(default_factory=DemoSettings)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    #: the plot's sweep; the demo's own rate (``demo.error_rate``) is always added: the table's
+    error_rates: tuple[float, ...] = (0.1, 0.25, 0.4)
+    # Shorter than the demo's runs, so that 4 variants x 3 seeds x 3 error rates fit in a
+    # coffee break (docs/demo.md).
+    stage1_steps: int = 150
+    steps: int = 400
+    # Standard distillation means the teacher's labels, and only they let the teacher's error
+    # rate reach the labels; the demo itself trains on the gold ones.
+    label_source: str = "teacher"
+
+    def __post_init__(self) -> None:
+        if any(not 0.0 <= rate <= 1.0 for rate in self.rates):
+            raise MindmirrorError(f"error rates must be between 0 and 1, got {self.rates}")
+        if self.demo.teacher != "simulated":
+            raise MindmirrorError(
+                "the ablation sweeps the simulated teacher's error rate: use --teacher simulated"
+            )
+
+    @property
+    def rates(self) -> list[float]:
+        """Every error rate run, the demo's included, in order."""
+        return sorted(set(self.error_rates) | {self.demo.error_rate})
 
 
 def _rate_name(rate: float) -> str:
@@ -99,13 +121,7 @@ def plot_accuracy(tables: dict[float, Any], path: Path, title: str) -> Path:
     return path
 
 
-def run_ablation(
-    settings: DemoSettings,
-    *,
-    seeds: list[int],
-    error_rates: list[float] | None = None,
-    started: float | None = None,
-) -> dict[float, Any]:
+def run_ablation(settings: AblationSettings, *, started: float | None = None) -> dict[float, Any]:
     """Train and evaluate the four variants per seed and error rate; print the table at the
     demo's error rate, write ``results.json``, ``table.md`` and the plot. Returns the tables."""
     from rich.console import Console
@@ -113,35 +129,23 @@ def run_ablation(
     from mindmirror.training.student.experiment import VARIANTS, run_experiment
 
     started = time.time() if started is None else started
-    rates = sorted(set(error_rates or DEFAULT_ERROR_RATES) | {settings.error_rate})
-    if any(not 0.0 <= rate <= 1.0 for rate in rates):
-        raise MindmirrorError(f"error rates must be between 0 and 1, got {rates}")
-    if settings.teacher != "simulated":
-        raise MindmirrorError(
-            "the ablation sweeps the simulated teacher's error rate: use --teacher simulated"
-        )
-    if settings.threads:
-        import torch
-
-        torch.set_num_threads(settings.threads)
-    paths = DemoPaths(settings.work_dir)
-    paths.root.mkdir(parents=True, exist_ok=True)
-    state = DemoState(paths.root)
+    demo, seeds = settings.demo, list(settings.seeds)
+    paths, state = prepare(demo)
     out = paths.root / "ablation"
     console = Console(stderr=True)
 
-    _, summary, _ = data_stage(settings, paths, state)
+    _, summary, _ = data_stage(demo, paths, state)
     console.print(f"data: {summary}")
     # The demo's own teacher run and tokenizer: the ablation shares them with `mindmirror demo`.
-    teach_key, summary, _ = teach_stage(settings, paths, state)
-    console.print(f"teacher (error rate {settings.error_rate:g}): {summary}")
-    tokenizer_stage(settings, paths, state, teach_key)
+    teach_key, summary, _ = teach_stage(demo, paths, state)
+    console.print(f"teacher (error rate {demo.error_rate:g}): {summary}")
+    tokenizer_stage(demo, paths, state, teach_key)
 
     tables: dict[float, Any] = {}
     timings: dict[str, float] = {}
-    for rate in rates:
+    for rate in settings.rates:
         rate_started = time.perf_counter()
-        rated = replace(settings, error_rate=rate)
+        rated = replace(demo, error_rate=rate)
         folder = out / _rate_name(rate)
         train_set, test_set = folder / "train-distill.jsonl", folder / "test-distill.jsonl"
         folder.mkdir(parents=True, exist_ok=True)
@@ -160,9 +164,14 @@ def run_ablation(
             out=test_set,
             stage=f"ablation-test-{name}",
         )
-        base = distill_config(rated, paths, force=False).model_copy(
-            update={"data": train_set, "work_dir": None}
-        )
+        base = distill_config(
+            rated,
+            paths,
+            steps=settings.steps,
+            stage1_steps=settings.stage1_steps,
+            label_source=settings.label_source,
+            force=False,
+        ).model_copy(update={"data": train_set, "work_dir": None})
         console.print(
             f"[bold]error rate {rate:g}[/bold]: {len(VARIANTS)} variants × {len(seeds)} seeds, "
             f"{settings.stage1_steps} + {settings.steps} steps each"
@@ -170,25 +179,25 @@ def run_ablation(
         tables[rate] = run_experiment(base, test_set, output=folder, seeds=seeds)
         timings[name] = round(time.perf_counter() - rate_started, 1)
 
-    main_table = tables[settings.error_rate]
+    main_table = tables[demo.error_rate]
     console.print(main_table.render())
     markdown = table_markdown(main_table)
     atomic_write_text(out / "table.md", markdown + "\n")
     plot = plot_accuracy(
         tables,
         out / "accuracy_vs_error_rate.png",
-        f"arith, simulated teacher, N = {settings.cots}, seeds {','.join(map(str, seeds))}",
+        f"arith, simulated teacher, N = {demo.cots}, seeds {','.join(map(str, seeds))}",
     )
     results = {
         "settings": {
             "seeds": seeds,
-            "error_rates": rates,
+            "error_rates": settings.rates,
             "steps": settings.steps,
             "stage1_steps": settings.stage1_steps,
-            "train_problems": settings.train,
-            "test_problems": settings.test,
-            "cots": settings.cots,
-            "evals": settings.evals,
+            "train_problems": demo.train,
+            "test_problems": demo.test,
+            "cots": demo.cots,
+            "evals": demo.evals,
             "label_source": settings.label_source,
         },
         "seconds_per_error_rate": timings,

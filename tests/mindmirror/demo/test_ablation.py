@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
-from mindmirror.ablation import run_ablation, table_markdown
-from mindmirror.cli import main
-from tests.mindmirror.test_demo import TINY
+from mindmirror.demo.ablation import AblationSettings, run_ablation, table_markdown
+from tests.mindmirror.demo.tiny import TINY
 
 VARIANTS = ["standard", "cot-1", "cot-N", "ours"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -19,17 +17,25 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def ablation(tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("ablation") / "run"
-    settings = replace(TINY, work_dir=work, serve=False, steps=12, stage1_steps=6, test=20)
-    return settings, run_ablation(settings, seeds=[0, 1], error_rates=[0.0])
+    settings = AblationSettings(
+        demo=replace(TINY, work_dir=work, serve=False, test=20),
+        seeds=(0, 1),
+        error_rates=(0.0,),
+        stage1_steps=6,
+        steps=12,
+    )
+    return settings, run_ablation(settings)
 
 
 @pytest.mark.slow
 def test_every_variant_seed_and_error_rate_is_trained_and_reported(ablation) -> None:
     settings, tables = ablation
-    assert sorted(tables) == [0.0, settings.error_rate]  # the demo's own rate is always in
-    out = settings.work_dir / "ablation"
+    assert sorted(tables) == [0.0, settings.demo.error_rate]  # the demo's own rate is always in
+    out = settings.demo.work_dir / "ablation"
     results = json.loads((out / "results.json").read_text())
     assert results["settings"]["seeds"] == [0, 1]
+    assert results["settings"]["label_source"] == "teacher"  # the ablation's own default
+    assert (results["settings"]["stage1_steps"], results["settings"]["steps"]) == (6, 12)
     for rate, table in tables.items():
         assert [row.variant for row in table.rows] == VARIANTS
         for row in table.rows:
@@ -44,7 +50,7 @@ def test_every_variant_seed_and_error_rate_is_trained_and_reported(ablation) -> 
         saved = results["tables"][str(rate)]
         assert [row["variant"] for row in saved["rows"]] == VARIANTS
     table_md = (out / "table.md").read_text()
-    assert table_md.strip() == table_markdown(tables[settings.error_rate])
+    assert table_md.strip() == table_markdown(tables[settings.demo.error_rate])
     assert "Mind's Mirror" in table_md
     assert "±" in table_md
     assert (out / "accuracy_vs_error_rate.png").read_bytes().startswith(PNG_SIGNATURE)
@@ -53,33 +59,14 @@ def test_every_variant_seed_and_error_rate_is_trained_and_reported(ablation) -> 
 @pytest.mark.slow
 def test_a_rerun_reuses_the_trained_runs(ablation, capsys) -> None:
     settings, tables = ablation
-    weights = sorted((settings.work_dir / "ablation").glob("error-*/*/seed-*/model.safetensors"))
+    weights = sorted(
+        (settings.demo.work_dir / "ablation").glob("error-*/*/seed-*/model.safetensors")
+    )
     assert len(weights) == 2 * len(VARIANTS) * 2
     written = [path.stat().st_mtime_ns for path in weights]
-    again = run_ablation(settings, seeds=[0, 1], error_rates=[0.0])
+    again = run_ablation(settings)
     assert [path.stat().st_mtime_ns for path in weights] == written  # nothing retrained
     for rate, table in tables.items():
         for row in table.rows:
             assert again[rate].row(row.variant).accuracy == row.accuracy
     assert "Mind's Mirror" in capsys.readouterr().out
-
-
-def test_the_ablation_refuses_a_teacher_it_cannot_sweep(tmp_path: Path, capsys) -> None:
-    code = main(
-        [
-            "demo",
-            "--ablation",
-            "--work-dir",
-            str(tmp_path / "demo"),
-            "--no-progress",
-            "--teacher",
-            "openai",
-            "--base-url",
-            "http://127.0.0.1:9/v1",
-            "--model",
-            "m",
-        ]
-    )
-    assert code == 2
-    assert "--teacher simulated" in capsys.readouterr().err
-    assert not (tmp_path / "demo" / "ablation").exists()
