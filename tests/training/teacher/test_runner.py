@@ -262,9 +262,12 @@ def test_rpm_limit_slows_requests(tmp_path: Path, data_file: Path, fake_server) 
     )
     elapsed = time.monotonic() - started
     assert report.calls == 20
-    # 10 requests/s with a 1 s burst of 10: 20 requests need at least 1 s.
+    # 10 requests/s with a 1 s burst of 10: 20 requests need at least 1 s, and the limiter
+    # holds the requests themselves: the server gets the last one no sooner than 1 s after the
+    # run started. (Measured from the first arrival instead, a slow first connection on a busy
+    # machine shortens the span though the limiter did its job.)
     assert elapsed >= 0.95
-    assert fake.chats[-1].at - fake.chats[0].at >= 0.9
+    assert fake.chats[-1].at - started >= 0.95
 
 
 def test_identity_helper_matches_the_plan(data_file: Path) -> None:
