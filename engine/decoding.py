@@ -52,8 +52,8 @@ class Row:
     #: sample among the k most likely tokens (0 = all); ignored when greedy
     top_k: int = 0
     seed: int | None = None
-    #: set by the HTTP layer when nobody waits for the answer any more (client gone, timeout);
-    #: backends that decode step by step stop the row at the next step
+    #: set by the service (its batcher and request state) when nobody waits for the answer any
+    #: more (client gone, deadline passed); the loop stops the row at its next step
     cancelled: threading.Event = field(default_factory=threading.Event)
     #: the end token is not chosen for this many steps (transformers' ``min_new_tokens``): the
     #: benchmarks force a fixed number of steps with it

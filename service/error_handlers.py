@@ -16,7 +16,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from mindmirror.service.errors import InvalidInput, SelfEvaluationUnavailable, ServiceError
+from mindmirror.service.errors import (
+    InvalidInput,
+    SelfEvaluationUnavailable,
+    ServiceError,
+    error_body,
+)
 from mindmirror.service.middleware import request_id_of
 from mindmirror.service.rejections import LimitExceeded, Rejected, SelfEvaluationMissing
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -90,14 +95,8 @@ def _error_response(
     headers: dict[str, str] | None = None,
     fields: list[dict[str, str]] | None = None,
 ) -> JSONResponse:
-    error: dict[str, Any] = {
-        "type": kind,
-        "message": message,
-        "request_id": request_id_of(request.scope),
-    }
-    if fields is not None:
-        error["fields"] = fields
-    return JSONResponse({"error": error}, status_code=status, headers=headers)
+    body = error_body(kind, message, request_id_of(request.scope), fields)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _field_name(location: Sequence[Any]) -> str:

@@ -7,6 +7,8 @@ and in the server's JSON log line for the request, which is where the details li
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "BackendFailure",
     "ClientDisconnected",
@@ -18,7 +20,18 @@ __all__ = [
     "SelfEvaluationUnavailable",
     "ServiceError",
     "Unauthorized",
+    "error_body",
 ]
+
+
+def error_body(
+    kind: str, message: str, request_id: str | None, fields: list[dict[str, str]] | None = None
+) -> dict[str, Any]:
+    """The one JSON shape of every error response (the middleware's and the handlers')."""
+    error: dict[str, Any] = {"type": kind, "message": message, "request_id": request_id}
+    if fields is not None:
+        error["fields"] = fields
+    return {"error": error}
 
 
 class ServiceError(Exception):

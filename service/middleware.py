@@ -13,6 +13,7 @@ import logging
 import time
 
 from mindmirror.service.auth import api_key_problem
+from mindmirror.service.errors import error_body
 from mindmirror.service.logs import new_request_id, request_id_var
 from mindmirror.service.state import ServiceState
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -162,9 +163,7 @@ async def _send_error(
     request_id: str | None,
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
-    body = json.dumps(
-        {"error": {"type": kind, "message": message, "request_id": request_id}}
-    ).encode()
+    body = json.dumps(error_body(kind, message, request_id)).encode()
     await send(
         {
             "type": "http.response.start",

@@ -16,8 +16,8 @@ from mindmirror.student.tasks.base import (
     SelfEvalExemplar,
     Task,
     TaskDataError,
+    normalize_text,
 )
-from mindmirror.student.tasks.cqa import normalize_text
 
 LABELS = ("entailment", "neutral", "contradiction")
 _SYNONYMS = {

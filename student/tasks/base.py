@@ -15,7 +15,20 @@ from typing import Any, ClassVar
 
 from mindmirror.student.errors import MindmirrorError
 
-__all__ = ["CoTExemplar", "Example", "SelfEvalExemplar", "Task", "TaskDataError"]
+__all__ = [
+    "CoTExemplar",
+    "Example",
+    "SelfEvalExemplar",
+    "Task",
+    "TaskDataError",
+    "normalize_text",
+]
+
+
+def normalize_text(text: str) -> str:
+    """How classification and QA tasks compare label text: lower-case, trimmed, spaces
+    collapsed, trailing punctuation dropped."""
+    return re.sub(r"\s+", " ", text).strip().strip(".!?\"'").strip().lower()
 
 
 class TaskDataError(MindmirrorError, ValueError):

@@ -16,16 +16,12 @@ from mindmirror.student.tasks.base import (
     SelfEvalExemplar,
     Task,
     TaskDataError,
+    normalize_text,
 )
 
 LETTERS = "abcde"
 _CHOICE_LINE = re.compile(r"^\(([a-e])\)\s*(.+?)\s*$", re.M)
 _LETTERED_ANSWER = re.compile(r"^\s*:?\s*\(([a-e])\)\s*([^\n.]*)", re.I)
-
-
-def normalize_text(text: str) -> str:
-    """Lower-case, trim, collapse spaces and drop trailing punctuation."""
-    return re.sub(r"\s+", " ", text).strip().strip(".!?\"'").strip().lower()
 
 
 def format_question(question: str, choices: list[str]) -> str:

@@ -31,8 +31,8 @@ from mindmirror.student.tasks.base import (
     SelfEvalExemplar,
     Task,
     TaskDataError,
+    normalize_text,
 )
-from mindmirror.student.tasks.cqa import normalize_text
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 __all__ = ["SpecTask", "TaskSpec", "load_task_spec"]

@@ -45,7 +45,8 @@ from mindmirror.student.distillation import (
 from mindmirror.student.formats import Verdict
 from mindmirror.student.jsonl import DataFileError, read_json_records
 from mindmirror.student.tasks import Example, Task, get_task
-from mindmirror.student.tasks.cqa import LETTERS, choices_of, normalize_text
+from mindmirror.student.tasks.base import normalize_text
+from mindmirror.student.tasks.cqa import LETTERS, choices_of
 
 __all__ = ["EvaluationReport", "evaluate_bundle", "load_evaluation_data", "per_class_scores"]
 
