@@ -29,7 +29,9 @@ __all__ = [
     "StepCache",
     "StepObserver",
     "cut_after_eos",
+    "first_token_logprobs",
     "generate",
+    "log_softmax",
     "pad_rows",
     "rows_from_arrays",
 ]
@@ -208,3 +210,32 @@ def generate(
                 cache.keep(keep)
             tokens = chosen.reshape(-1, 1)
     return [Generation(t, f) for t, f in zip(tokens_of, finish, strict=True)]
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Log-probabilities over the last axis, in float64 (a float32 logit row of a large
+    vocabulary loses the small probabilities otherwise)."""
+    values = np.asarray(logits, dtype=np.float64)
+    shifted = values - values.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def first_token_logprobs(
+    rows: Sequence[Row],
+    start: Callable[[np.ndarray, np.ndarray], StepCache],
+    ids: ModelIds,
+    tokens: Sequence[int],
+) -> np.ndarray:
+    """The log-probability of each of ``tokens`` as the first generated token of each row
+    (rows x tokens, float64): one encoder pass and one decoder step, through the same loop as
+    generation. A cancelled row is not run; its row is NaN."""
+    scored = np.full((len(rows), len(tokens)), np.nan)
+    columns = np.asarray(tokens, dtype=np.int64)
+
+    def observe(step: int, live: np.ndarray, logits: np.ndarray) -> None:
+        if step == 0:
+            scored[live] = log_softmax(logits)[:, columns]
+
+    one_step = [Row(row.input_ids, 1, cancelled=row.cancelled) for row in rows]
+    generate(one_step, start, ids, observe)
+    return scored

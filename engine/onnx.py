@@ -35,7 +35,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from mindmirror.engine.decoding import Generation, Row, StepCache, StepObserver, generate
+from mindmirror.engine.decoding import (
+    Generation,
+    Row,
+    StepCache,
+    StepObserver,
+    first_token_logprobs,
+    generate,
+)
 from mindmirror.engine.ids import ModelIds, read_model_ids
 from mindmirror.student.bundle import BundleError, Manifest, load_manifest
 
@@ -258,6 +265,10 @@ class OnnxSeq2Seq:
     ) -> list[Generation]:
         """Decode ``rows`` (see :func:`mindmirror.engine.decoding.generate`)."""
         return generate(rows, self.start, self.ids, observer)
+
+    def first_token_logprobs(self, rows: Sequence[Row], tokens: Sequence[int]) -> np.ndarray:
+        """See :func:`mindmirror.engine.decoding.first_token_logprobs`."""
+        return first_token_logprobs(rows, self.start, self.ids, tokens)
 
 
 def expected_digests(bundle: Path, manifest: Manifest, relative: str) -> dict[str, str]:

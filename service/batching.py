@@ -21,8 +21,9 @@ How a batch forms (per endpoint):
   when the oldest input has waited ``max_wait_ms``; then it waits for the model worker, taking
   whatever else arrived meanwhile (up to the limits) when the worker frees up. Under load the
   worker is always busy, so batches fill while it runs.
-* The three batchers share the worker through a FIFO lock: predict and explain never share a
-  batch, and neither can starve the other for more than one batch.
+* The batchers (one per endpoint, and the verdict-scoring queue) share the worker through a
+  FIFO lock: predict and explain never share a batch, and neither can starve the other for
+  more than one batch.
 
 A batch whose backend call raises fails only its own inputs (500 with the request ids in the
 log); the batcher goes on with the next one.
@@ -106,13 +107,18 @@ class Batcher:
         self,
         endpoint: str,
         worker: ModelWorker,
-        generate: Callable[[Sequence[Row]], list[list[int]]],
+        generate: Callable[[Sequence[Row]], list[Any]],
         limits: BatchLimits,
         metrics: Metrics,
+        *,
+        generates: bool = True,
     ) -> None:
+        """``generate`` runs a batch on the model worker: generated ids per row, or (with
+        ``generates=False``, the scoring queue) a row of scores each, counted as no tokens."""
         self.endpoint = endpoint
         self.worker = worker
         self.generate = generate
+        self.generates = generates
         self.limits = limits
         self.metrics = metrics
         self._pending: list[WorkItem] = []
@@ -303,7 +309,8 @@ class Batcher:
         self._batch_seconds = 0.8 * self._batch_seconds + 0.2 * elapsed
         self.metrics.inference.labels(self.endpoint).observe(elapsed)
         self.metrics.batch_size.labels(self.endpoint).observe(len(batch))
-        self.metrics.generated_tokens.labels(self.endpoint).inc(sum(len(r) for r in results))
+        if self.generates:
+            self.metrics.generated_tokens.labels(self.endpoint).inc(sum(len(r) for r in results))
         for item, ids in zip(batch, results, strict=True):
             if not item.future.done():
                 item.future.set_result(ids)

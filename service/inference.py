@@ -11,16 +11,19 @@ docs/service.md ("How a request flows").
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from mindmirror.service.backends import Row
+from mindmirror.service.metrics import SCORING_QUEUE
 from mindmirror.service.rejections import LimitExceeded, SelfEvaluationMissing
 from mindmirror.service.runtime import StudentModel
 from mindmirror.service.selfconsistency import Candidate, aggregate
 from mindmirror.student.formats import Mode, Verdict, read_verdict
+from mindmirror.student.verdict_scores import VerdictScore
 
 __all__ = ["Answer", "Evaluation", "Explanation", "Generate", "Inference", "Sampling"]
 
@@ -30,14 +33,16 @@ _RATIONALE_STREAM = 2
 
 
 class Generate(Protocol):
-    """Queue rows on an endpoint's batcher and wait for their generated ids, in row order.
+    """Queue rows on an endpoint's batcher and wait for their results, in row order: generated
+    ids, or on the scoring queue (:data:`~mindmirror.service.metrics.SCORING_QUEUE`) the
+    verdict words' first-token log-probabilities.
 
     ``force`` queues even when the endpoint's queue is full: for follow-up work of a request
     that was already admitted (explain's self-evaluation round)."""
 
     async def __call__(
         self, endpoint: str, rows: Sequence[Row], *, force: bool = False
-    ) -> list[list[int]]: ...
+    ) -> list[Any]: ...
 
 
 @dataclass(frozen=True)
@@ -77,9 +82,14 @@ class Explanation:
 
 @dataclass(frozen=True)
 class Evaluation:
-    verdict: Verdict | None  # None when the generated verdict is unreadable
+    scores: VerdictScore  # the scored, calibrated verdict
+    generated_verdict: Verdict | None  # what greedy decoding wrote; None when unreadable
     verdict_text: str
     rationale: str | None  # None unless asked for
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.scores.verdict
 
 
 def _sample_seed(seed: int, stream: int, index: int) -> int:
@@ -88,8 +98,28 @@ def _sample_seed(seed: int, stream: int, index: int) -> int:
     return (seed * 1_000_003 + stream * 7_919 + index) % 2**32
 
 
-def _candidate(answer: Answer, rationale: str, verdict: Verdict | None) -> Candidate:
-    return Candidate(answer.label_text, answer.label, answer.answer, rationale, verdict)
+def _candidate(answer: Answer, rationale: str, scores: VerdictScore | None) -> Candidate:
+    return Candidate(
+        answer.label_text,
+        answer.label,
+        answer.answer,
+        rationale,
+        verdict=scores.verdict if scores is not None else None,
+        score=scores.score if scores is not None else None,
+    )
+
+
+async def _together(*calls: Awaitable[list[Any]]) -> list[list[Any]]:
+    """Await queue calls side by side; if one fails (a full queue, a timeout), the others are
+    cancelled, which withdraws their rows, rather than left running for nobody."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 class Inference:
@@ -166,12 +196,12 @@ class Inference:
         answers = [self._answer(text) for text in outputs[:k]]
         rationales = outputs[k:]
         scored = model.manifest.self_evaluation
-        verdicts: list[Verdict | None] = [None] * k
+        judged: list[VerdictScore | None] = [None] * k
         if scored:
-            verdicts = await self._judge(question, answers, rationales, generate)
+            judged = list(await self._judge(question, answers, rationales, generate))
         candidates = tuple(
-            _candidate(a, rationale, verdict)
-            for a, rationale, verdict in zip(answers, rationales, verdicts, strict=True)
+            _candidate(a, rationale, scores)
+            for a, rationale, scores in zip(answers, rationales, judged, strict=True)
         )
         decision = aggregate(candidates, sampling.aggregate, scored=scored)
         return Explanation(
@@ -191,8 +221,9 @@ class Inference:
         max_new_tokens: int | None,
         generate: Generate,
     ) -> Evaluation:
-        """The student's verdict on a chain of thought (``answer`` appended as the task's
-        answer sentence when given), and optionally its evaluation rationale."""
+        """The student's scored verdict on a chain of thought (``answer`` appended as the task's
+        answer sentence when given), what greedy decoding writes for it, and optionally its
+        evaluation rationale. The scoring row and the generated rows run side by side."""
         model = self.model
         if not model.manifest.self_evaluation:
             raise SelfEvaluationMissing(
@@ -212,9 +243,13 @@ class Inference:
         rows = [Row(ids[0], model.limits.max_new_tokens_predict)]
         if include_rationale:
             rows.append(Row(ids[1], max_new))
-        texts = model.decode(await generate("evaluate", rows))
+        generated, scored = await _together(
+            generate("evaluate", rows), generate(SCORING_QUEUE, [Row(ids[0], 1)])
+        )
+        texts = model.decode(generated)
         return Evaluation(
-            verdict=read_verdict(texts[0]),
+            scores=model.read_scores(scored[0]),
+            generated_verdict=read_verdict(texts[0]),
             verdict_text=texts[0],
             rationale=texts[1] if include_rationale else None,
         )
@@ -241,10 +276,10 @@ class Inference:
         answers: Sequence[Answer],
         rationales: Sequence[str],
         generate: Generate,
-    ) -> list[Verdict | None]:
-        """The student's verdict on each candidate, judging each distinct chain of thought once
-        with the stage-1 input format. The chain is built from the normalized label when there
-        is one."""
+    ) -> list[VerdictScore]:
+        """The student's scored verdict on each candidate, judging each distinct chain of
+        thought once with the stage-1 input format. The chain is built from the normalized
+        label when there is one."""
         model = self.model
         cots = [
             model.format_cot(rationale, a.label or a.label_text)
@@ -255,9 +290,11 @@ class Inference:
         ids = model.encode_internal(
             [prefixes.self_eval_input(question, cot, "predict") for cot in distinct]
         )
-        rows = [Row(row, model.limits.max_new_tokens_predict) for row in ids]
+        rows = [Row(row, 1) for row in ids]
         # The request was admitted with its K label and K rationale rows; its verdict round
         # must not be refused for a queue that filled meanwhile.
-        judged = model.decode(await generate("explain", rows, force=True))
-        by_cot = {cot: read_verdict(text) for cot, text in zip(distinct, judged, strict=True)}
+        scored = await generate(SCORING_QUEUE, rows, force=True)
+        by_cot = {
+            cot: model.read_scores(logprobs) for cot, logprobs in zip(distinct, scored, strict=True)
+        }
         return [by_cot[cot] for cot in cots]

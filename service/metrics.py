@@ -10,10 +10,15 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["CONTENT_TYPE_LATEST", "ENDPOINTS", "Metrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "ENDPOINTS", "QUEUES", "SCORING_QUEUE", "Metrics"]
 
 #: the batched endpoints; request metrics also use "model" for /v1/model
 ENDPOINTS = ("predict", "explain", "evaluate")
+#: the queue of scored verdicts (evaluate's scores, explain's verdict round): one decoder step
+#: per row, so it never waits behind a rationale batch
+SCORING_QUEUE = "verdicts"
+#: every batcher's queue (the per-queue metrics' ``endpoint`` label)
+QUEUES = (*ENDPOINTS, SCORING_QUEUE)
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -75,7 +80,7 @@ class Metrics:
             ["task", "backend", "variant", "device"],
             registry=r,
         )
-        for endpoint in ENDPOINTS:
+        for endpoint in QUEUES:
             # Present from the start, so dashboards and the HPA see 0 rather than no data.
             self.queue_depth.labels(endpoint).set(0)
             self.generated_tokens.labels(endpoint)

@@ -26,6 +26,7 @@ from mindmirror.service.schemas import (
     PredictRequest,
     PredictResponse,
     Sample,
+    VerdictProbabilities,
 )
 from mindmirror.service.selfconsistency import Candidate
 from mindmirror.service.state import Ready, StateDep
@@ -104,8 +105,13 @@ async def evaluate(
         body.max_new_tokens,
         state.generator(request),
     )
+    scores = result.scores
     return EvaluateResponse(
-        verdict=result.verdict,
+        verdict=scores.verdict,
+        score=scores.score,
+        threshold=state.model.calibration.threshold,
+        probabilities=VerdictProbabilities(**scores.probabilities),
+        generated_verdict=result.generated_verdict,
         verdict_text=result.verdict_text,
         rationale=result.rationale,
         request_id=_request_id(request),
@@ -169,6 +175,7 @@ def _sample(candidate: Candidate) -> Sample:
         valid=candidate.valid,
         rationale=candidate.rationale,
         verdict=candidate.verdict,
+        score=candidate.score,
     )
 
 

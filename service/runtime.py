@@ -24,6 +24,13 @@ from mindmirror.service.text import TextCodec
 from mindmirror.student.bundle import MANIFEST_NAME, Manifest, load_manifest, sha256_file
 from mindmirror.student.tasks import Task, UnknownTaskError, get_task
 from mindmirror.student.tasks.base import TaskDataError
+from mindmirror.student.verdict_scores import (
+    UNCALIBRATED,
+    VerdictCalibration,
+    VerdictScore,
+    score_verdict,
+    verdict_token_ids,
+)
 
 __all__ = ["Limits", "StudentModel", "resolve_limits"]
 
@@ -97,6 +104,11 @@ class StudentModel:
         self.backend = backend
         self.limits = limits
         self.manifest_sha256 = sha256_file(bundle / MANIFEST_NAME)
+        #: the verdict words' first tokens, scored by /v1/evaluate and explain's verdicts
+        self.verdict_tokens: tuple[int, int, int] | None = None
+        if manifest.self_evaluation:
+            self.verdict_tokens = verdict_token_ids(lambda text: codec.encode([text])[0])
+        self.calibration: VerdictCalibration = manifest.verdict_calibration or UNCALIBRATED
 
     @classmethod
     def open(
@@ -166,6 +178,12 @@ class StudentModel:
     def generate(self, rows: Sequence[Row]) -> list[list[int]]:
         return self.backend(rows)
 
+    def score_verdicts(self, rows: Sequence[Row]) -> list[list[float]]:
+        """The verdict words' first-token log-probabilities for self-evaluation inputs."""
+        if self.verdict_tokens is None:
+            raise RuntimeError("this student has no self-evaluation to score")
+        return self.backend.score_first(rows, self.verdict_tokens)
+
     def close(self) -> None:
         self.backend.close()
 
@@ -212,6 +230,10 @@ class StudentModel:
     def format_cot(self, rationale: str, label: str) -> str:
         return self.task.format_cot(rationale, label)
 
+    def read_scores(self, logprobs: Sequence[float]) -> VerdictScore:
+        """One scored row, read with the bundle's calibration."""
+        return score_verdict(logprobs, self.calibration)
+
     def info(self) -> dict[str, Any]:
         manifest = self.manifest
         provenance = manifest.provenance
@@ -220,6 +242,9 @@ class StudentModel:
             "description": getattr(self.task, "description", ""),
             "label_space": manifest.label_space,
             "self_evaluation": manifest.self_evaluation,
+            "verdict_calibration": (
+                self.calibration.model_dump(mode="json") if manifest.self_evaluation else None
+            ),
             "backend": self.backend.name,
             "variant": self.backend.variant,
             "device": self.backend.device,

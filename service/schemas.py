@@ -111,7 +111,12 @@ class Sample(BaseModel):
     answer: Any
     valid: bool
     rationale: str
-    verdict: Verdict | None
+    verdict: Verdict | None = Field(
+        description="The student's calibrated verdict on this sample's reasoning."
+    )
+    score: float | None = Field(
+        None, description="The student's calibrated probability that this sample is right."
+    )
 
 
 class ExplainResponse(BaseModel):
@@ -144,8 +149,32 @@ class EvaluateRequest(_Strict):
     )
 
 
+class VerdictProbabilities(BaseModel):
+    correct: float
+    wrong: float
+    uncertain: float
+
+
 class EvaluateResponse(BaseModel):
-    verdict: Verdict | None = Field(description="correct | wrong | uncertain; null if unreadable.")
+    verdict: Verdict = Field(
+        description="The calibrated verdict: `correct` when `score` reaches `threshold`, else "
+        "`wrong`."
+    )
+    score: float = Field(
+        description="The student's calibrated probability that the reasoning is right, from "
+        "its verdict tokens' scores (Platt scaling fitted at distill time)."
+    )
+    threshold: float = Field(
+        description="The decision threshold on `score`, chosen on held-out data at distill "
+        "time (0.5 for an uncalibrated bundle)."
+    )
+    probabilities: VerdictProbabilities = Field(
+        description="The student's first-token probabilities of the three verdict words, "
+        "renormalized over them (uncalibrated)."
+    )
+    generated_verdict: Verdict | None = Field(
+        description="The verdict greedy decoding writes (argmax); null if unreadable."
+    )
     verdict_text: str = Field(description="What the student generated for the verdict.")
     rationale: str | None
     request_id: str

@@ -4,11 +4,14 @@
 Each of the K samples is a candidate: a label (from the ``predict:`` input) and a rationale (from
 the ``explain:`` input), sample 0 greedy and the others sampled. The student then judges each
 candidate's chain of thought (rationale + the task's answer sentence) with its stage-1 input,
-``predict: evaluate: <question>\\nreasoning: <chain of thought>``, giving a verdict.
+``predict: evaluate: <question>\\nreasoning: <chain of thought>``, giving a scored verdict
+(:mod:`mindmirror.student.verdict_scores`).
 
-A verdict weighs its candidate: ``correct`` 1, ``uncertain`` (or no readable verdict) 0.5,
-``wrong`` 0. Candidates are grouped by the task's answer (SVAMP: the equation's value, so
-``3 + 4`` and ``4 + 3`` agree). Then:
+A candidate weighs its **score**: the student's calibrated probability that its reasoning is
+right (so a sample the student is sure of counts more than one it hesitates on). A candidate
+with a verdict but no score (a caller that has only the word) weighs ``correct`` 1,
+``uncertain`` (or no readable verdict) 0.5, ``wrong`` 0. Candidates are grouped by the
+task's answer (SVAMP: the equation's value, so ``3 + 4`` and ``4 + 3`` agree). Then:
 
 * ``vote``: the answer with the largest summed weight wins; ties go to the answer more samples
   gave, then to the one sampled first. If every candidate was judged wrong (all weights 0), the
@@ -17,7 +20,7 @@ A verdict weighs its candidate: ``correct`` 1, ``uncertain`` (or no readable ver
   answer has more weight, then more samples, then the earlier sample.
 
 ``confidence`` is the winning answer's summed weight divided by K: the share of samples that
-gave this answer *and* were judged correct (uncertain ones count half). 1.0 means all K samples
+gave this answer, weighed by how sure the student is that each is right. 1.0 means all K samples
 agree and all were judged correct; it is 0.0 when the answer won only by plain majority. Without
 self-evaluation in the bundle every weight is 1 and this is ordinary self-consistency (the
 confidence is the agreement share). Unparseable labels never win unless nothing parsed.
@@ -48,6 +51,8 @@ class Candidate:
     answer: Any  # the task's answer value (SVAMP: float), None when unparseable
     rationale: str
     verdict: Verdict | None = None
+    #: the student's calibrated probability that this candidate's reasoning is right
+    score: float | None = None
 
     @property
     def valid(self) -> bool:
@@ -80,7 +85,11 @@ def aggregate(
     total = len(candidates)
 
     def weight(candidate: Candidate) -> float:
-        return VERDICT_WEIGHTS[candidate.verdict] if scored else 1.0
+        if not scored:
+            return 1.0
+        if candidate.score is not None:
+            return candidate.score
+        return VERDICT_WEIGHTS[candidate.verdict]
 
     scores: dict[Any, float] = {}
     counts: dict[Any, int] = {}

@@ -13,14 +13,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from mindmirror.service.backends import Row
 from mindmirror.service.batching import Batcher, BatchLimits, ModelWorker, WorkItem
 from mindmirror.service.errors import ClientDisconnected, Draining, NotReady, RequestTimeout
 from mindmirror.service.inference import Generate, Inference
-from mindmirror.service.metrics import ENDPOINTS, Metrics
+from mindmirror.service.metrics import QUEUES, SCORING_QUEUE, Metrics
 from mindmirror.service.runtime import StudentModel
 from mindmirror.service.settings import Settings
 
@@ -59,8 +59,12 @@ class ServiceState:
             max_batch_tokens=self.settings.max_batch_tokens,
             max_queue=self.settings.max_queue,
         )
-        for endpoint in ENDPOINTS:
-            batcher = Batcher(endpoint, self.worker, self.model.generate, limits, self.metrics)
+        for endpoint in QUEUES:
+            scoring = endpoint == SCORING_QUEUE
+            run = self.model.score_verdicts if scoring else self.model.generate
+            batcher = Batcher(
+                endpoint, self.worker, run, limits, self.metrics, generates=not scoring
+            )
             batcher.start()
             self.batchers[endpoint] = batcher
         self._load_task = asyncio.create_task(self._load(), name="model-load")
@@ -110,9 +114,7 @@ class ServiceState:
         endpoint's batcher and awaited until done, the request's deadline (504) or its
         client's disconnect (499)."""
 
-        async def generate(
-            endpoint: str, rows: Sequence[Row], *, force: bool = False
-        ) -> list[list[int]]:
+        async def generate(endpoint: str, rows: Sequence[Row], *, force: bool = False) -> list[Any]:
             if self.draining:
                 raise Draining("the server is shutting down; retry on another replica")
             batcher = self.batchers[endpoint]
@@ -142,7 +144,7 @@ def _timeout(timeout_s: float) -> RequestTimeout:
 
 async def _wait(
     request: Request, batcher: Batcher, items: list[WorkItem], deadline: float, timeout_s: float
-) -> list[list[int]]:
+) -> list[Any]:
     results = asyncio.gather(*(item.future for item in items), return_exceptions=True)
     watcher = asyncio.ensure_future(_wait_for_disconnect(request))
     try:

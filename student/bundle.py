@@ -31,6 +31,7 @@ from typing import Any, Literal
 from mindmirror.student.errors import MindmirrorError
 from mindmirror.student.files import atomic_write_text, readable_by_all
 from mindmirror.student.formats import DEFAULT_PREFIXES, Prefixes
+from mindmirror.student.verdict_scores import VerdictCalibration
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 __all__ = [
@@ -117,6 +118,10 @@ class Manifest(BaseModel):
     max_label_length: int = Field(32, ge=1)
     max_rationale_length: int = Field(256, ge=1)
     generation: GenerationDefaults = Field(default_factory=GenerationDefaults)
+    #: how the student's verdict scores become a probability and a verdict (fitted by
+    #: ``distill`` on held-out reasonings; None: uncalibrated, see
+    #: :mod:`mindmirror.student.verdict_scores`)
+    verdict_calibration: VerdictCalibration | None = None
     provenance: Provenance = Field(default_factory=Provenance)
     evaluations: list[EvaluationResult] = Field(default_factory=list)
     #: export metadata written by ``mindmirror export`` (variants, opsets, parity summary)

@@ -9,7 +9,8 @@ thread (see :mod:`mindmirror.service.batching`), never on the event loop. A requ
 engine's :class:`mindmirror.engine.decoding.Row`.
 
 Generated ids exclude the decoder start token and the end-of-sequence token, and are cut at
-each row's own ``max_new_tokens``.
+each row's own ``max_new_tokens``. Besides generation, a backend scores: :meth:`Backend.score_first`
+gives the first step's log-probabilities of a few tokens (the verdict words).
 """
 
 from __future__ import annotations
@@ -91,6 +92,13 @@ class Backend(ABC, Generic[Native, Output]):
         if not rows:
             return []
         return self.encode(self.predict(self.decode(rows)), rows)
+
+    @abstractmethod
+    def score_first(self, rows: Sequence[Row], tokens: Sequence[int]) -> list[list[float]]:
+        """Log-probability (log-softmax over the vocabulary) of each of ``tokens`` as the first
+        generated token of each row: what scored verdicts read
+        (:mod:`mindmirror.student.verdict_scores`). Every runtime computes the same numbers;
+        the export's parity check compares them."""
 
     def close(self) -> None:
         """Release the runtime's resources."""

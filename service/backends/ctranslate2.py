@@ -97,3 +97,15 @@ class CTranslate2Backend(Backend[_Packed, list[tuple[list[int], list[Any]]]]):
                 ids = self.vocabulary.to_ids(result.hypotheses[0])
                 generated[index] = self._trim(ids, rows[index])
         return generated
+
+    def score_first(self, rows: Sequence[Row], tokens: Sequence[int]) -> list[list[float]]:
+        # score_batch gives the log-probability of each target token (and of the end token
+        # after it): a one-token target scores exactly that token at the first step.
+        sources = [self.vocabulary.to_tokens(row.input_ids) for row in rows]
+        scored: list[list[float]] = [[] for _ in rows]
+        for token in tokens:
+            target = self.vocabulary.to_tokens([token])
+            results = self.translator.score_batch(sources, [target] * len(rows), max_input_length=0)
+            for index, result in enumerate(results):
+                scored[index].append(float(result.log_probs[0]))
+        return scored

@@ -57,3 +57,6 @@ class OnnxBackend(Backend[Sequence[Row], list[Generation]]):
 
     def encode(self, output: list[Generation], rows: Sequence[Row]) -> list[list[int]]:
         return [generation.tokens for generation in output]
+
+    def score_first(self, rows: Sequence[Row], tokens: Sequence[int]) -> list[list[float]]:
+        return self.model.first_token_logprobs(rows, tokens).tolist()

@@ -139,6 +139,26 @@ class PyTorchBackend(Backend[_Packed, list[tuple[_Group, Any]]]):
                 generated[index] = self._trim(sequences[position, 1:].tolist(), rows[index])
         return generated
 
+    def score_first(self, rows: Sequence[Row], tokens: Sequence[int]) -> list[list[float]]:
+        torch = self._torch
+        scored: list[list[float]] = [[] for _ in rows]
+        # One forward pass of the decoder start token per group; sampling settings do not
+        # matter to a score, so one group would do, but decode() already pads per group.
+        for group in self.decode(rows).groups:
+            start = torch.full(
+                (len(group.indices), 1), self.ids.decoder_start, dtype=torch.long
+            ).to(self.device)
+            with torch.inference_mode():
+                logits = self.model(
+                    input_ids=group.input_ids,
+                    attention_mask=group.attention_mask,
+                    decoder_input_ids=start,
+                ).logits[:, 0, :]
+            logprobs = torch.log_softmax(logits.double(), dim=-1)[:, list(tokens)].cpu()
+            for position, index in enumerate(group.indices):
+                scored[index] = logprobs[position].tolist()
+        return scored
+
 
 def _stopping_criteria() -> Any:
     import torch

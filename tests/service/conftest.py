@@ -84,6 +84,13 @@ class GatedBackend:
             raise RuntimeError("injected backend failure")
         return self.inner(rows)
 
+    def score_first(self, rows: Sequence[Row], tokens: Sequence[int]) -> list[list[float]]:
+        self.entered.set()
+        if not self.gate.wait(timeout=60):
+            raise RuntimeError("test gate never opened")
+        self.calls.append([list(row.input_ids) for row in rows])
+        return self.inner.score_first(rows, tokens)
+
 
 @dataclass
 class RunningServer:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -106,6 +107,43 @@ def test_ctranslate2_backend_equals_generate(
     add_ctranslate2_export(bundle)
     backend, codec = open_backend(bundle, "ctranslate2")
     assert backend(rows_for(codec, inputs)) == reference
+
+
+def test_verdict_scores_agree_across_backends(
+    onnx_bundle: Path, inputs: list[str], tmp_path: Path
+) -> None:
+    """Every runtime scores the verdict words' first tokens as transformers does: the same
+    log-softmax of the first decoder step, whatever shares the batch."""
+    import torch
+    from mindmirror.student.verdict_scores import verdict_token_ids
+    from transformers import AutoTokenizer, T5ForConditionalGeneration
+
+    tokenizer = AutoTokenizer.from_pretrained(onnx_bundle)
+    tokens = list(verdict_token_ids(lambda text: tokenizer(text).input_ids))
+    model = T5ForConditionalGeneration.from_pretrained(onnx_bundle).eval()
+    expected = []
+    for text in inputs:  # one at a time: no padding in the reference
+        batch = tokenizer([text], return_tensors="pt")
+        start = torch.full((1, 1), model.config.decoder_start_token_id)
+        with torch.inference_mode():
+            logits = model(**batch, decoder_input_ids=start).logits[0, 0].double()
+        expected.append(torch.log_softmax(logits, -1)[tokens].tolist())
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(onnx_bundle, bundle)
+    runtimes = [("onnx", {"io_binding": False}), ("onnx", {"io_binding": True}), ("pytorch", {})]
+    if importlib.util.find_spec("ctranslate2") is not None:
+        from tests.service.exports import add_ctranslate2_export
+
+        add_ctranslate2_export(bundle)
+        runtimes.append(("ctranslate2", {}))
+    for name, options in runtimes:
+        backend, codec = open_backend(bundle, name, **options)
+        scored = backend.score_first(rows_for(codec, inputs, max_new=1), tokens)
+        assert scored == pytest.approx(expected, abs=1e-4), (name, options)
+        assert backend.score_first(rows_for(codec, inputs[-1:], max_new=1), tokens) == (
+            pytest.approx(expected[-1:], abs=1e-4)
+        )
 
 
 def test_each_row_keeps_its_own_budget_and_cancellation(

@@ -1,13 +1,15 @@
 """The inference layer without HTTP or a model: a real tokenizer and task, a scripted ``generate``.
 
-The fake queue is what the batchers are to the layer: rows of token ids in, generated ids out.
-Its replies are scripted per call, so the tests can pin the rows each operation builds (inputs,
-budgets, greedy or sampled, seeds, forced or not) and the plain results it reads back.
+The fake queue is what the batchers are to the layer: rows of token ids in, generated ids out
+(or, on the scoring queue, verdict log-probabilities). Its replies are scripted per call, so
+the tests can pin the rows each operation builds (inputs, budgets, greedy or sampled, seeds,
+forced or not) and the plain results it reads back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,12 +20,14 @@ from mindmirror.service.backends import Row
 from mindmirror.service.error_handlers import as_service_error
 from mindmirror.service.errors import InvalidInput, SelfEvaluationUnavailable
 from mindmirror.service.inference import Answer, Inference, Sampling
+from mindmirror.service.metrics import SCORING_QUEUE
 from mindmirror.service.rejections import LimitExceeded, Rejected, SelfEvaluationMissing
 from mindmirror.service.runtime import Limits, StudentModel
 from mindmirror.service.text import TextCodec
 from mindmirror.student.bundle import GenerationDefaults, Manifest, write_manifest
 from mindmirror.student.formats import Verdict
 from mindmirror.student.tasks import get_task
+from mindmirror.student.verdict_scores import VerdictCalibration
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 
 QUESTION = "Tom has 3 apples. He gets 4 more. How many now?"
@@ -74,8 +78,17 @@ def make_student(
     return StudentModel(root, manifest, get_task("svamp"), codec, NoBackend(), limits)  # type: ignore[arg-type]
 
 
+#: scripted first-token probabilities (correct, wrong, uncertain) of the verdict words
+SURE_RIGHT, SURE_WRONG, LEANS_RIGHT = (0.9, 0.05, 0.05), (0.05, 0.9, 0.05), (0.5, 0.3, 0.2)
+
+
+def logprobs(probabilities: tuple[float, float, float]) -> list[float]:
+    return [math.log(p) for p in probabilities]
+
+
 class FakeQueue:
-    """``generate`` with scripted replies, one list of texts per call, recording every call."""
+    """``generate`` with scripted replies, one list per call, recording every call: texts for
+    the generating queues, verdict probabilities for the scoring queue."""
 
     def __init__(self, model: StudentModel, *replies: list[str]) -> None:
         self.model = model
@@ -88,6 +101,8 @@ class FakeQueue:
         self.calls.append((endpoint, list(rows), force))
         reply = self.replies.pop(0)
         assert len(reply) == len(rows), "scripted reply does not match the rows"
+        if endpoint == SCORING_QUEUE:
+            return [logprobs(probabilities) for probabilities in reply]
         # Generated ids carry no end-of-sequence token (the backends' contract).
         return [ids[:-1] for ids in self.model.codec.encode(reply)]
 
@@ -201,7 +216,7 @@ def test_self_consistency_samples_judges_each_distinct_chain_once_and_votes(
     student: StudentModel,
 ) -> None:
     # Samples 0 and 3 give the same chain of thought: three distinct chains to judge.
-    queue = FakeQueue(student, LABELS + RATIONALES, ["wrong", "correct", "correct"])
+    queue = FakeQueue(student, LABELS + RATIONALES, [SURE_WRONG, SURE_RIGHT, LEANS_RIGHT])
     result = run(Inference(student, 4, 8).explain(QUESTION, None, sampling(4, seed=7), queue))
 
     endpoint, rows, force = queue.calls[0]
@@ -222,26 +237,29 @@ def test_self_consistency_samples_judges_each_distinct_chain_once_and_votes(
     ]
 
     endpoint, rows, force = queue.calls[1]
-    assert (endpoint, force) == (
-        "explain",
-        True,
-    )  # admitted already: never refused for a full queue
+    # Scored, not generated; admitted already: never refused for a full queue.
+    assert (endpoint, force) == (SCORING_QUEUE, True)
     assert queue.inputs(1) == [
         f"predict: evaluate: {QUESTION}\nreasoning: He lost 4. The answer is (3 - 4).",
         f"predict: evaluate: {QUESTION}\nreasoning: He got 4 more. The answer is (3 + 4).",
         f"predict: evaluate: {QUESTION}\nreasoning: He got 4 more. The answer is (4 + 3).",
     ]
-    assert [(r.max_new_tokens, r.temperature) for r in rows] == [(16, 0.0)] * 3
+    assert [(r.max_new_tokens, r.temperature) for r in rows] == [(1, 0.0)] * 3
 
+    # Uncalibrated: score = P(correct) / (P(correct) + P(wrong)), verdict at 0.5.
+    scores = [0.05 / 0.95, 0.9 / 0.95, 0.5 / 0.8, 0.05 / 0.95]
+    assert [s.score for s in result.samples] == pytest.approx(scores)
     assert [s.verdict for s in result.samples] == [
         Verdict.WRONG,
         Verdict.CORRECT,
         Verdict.CORRECT,
         Verdict.WRONG,
     ]
-    # 7.0 (3 + 4 and 4 + 3) has weight 2 of 4; its best-judged, earliest sample is returned.
+    # 7.0 (3 + 4 and 4 + 3) weighs 0.947 + 0.625 against 0.105 for -1; its best-scored,
+    # earliest sample is returned, and the confidence is that weight over the 4 samples.
     assert result.chosen == result.samples[1]
-    assert (result.num_samples, result.confidence, result.support) == (4, 0.5, 2)
+    assert (result.num_samples, result.support) == (4, 2)
+    assert result.confidence == pytest.approx((scores[1] + scores[2]) / 4)
 
 
 def test_without_self_evaluation_the_vote_is_plain_agreement(tmp_path: Path) -> None:
@@ -258,7 +276,7 @@ def test_without_self_evaluation_the_vote_is_plain_agreement(tmp_path: Path) -> 
 def test_a_long_chain_to_judge_is_cut_not_refused(tmp_path: Path) -> None:
     student = make_student(tmp_path / "bundle", max_input_tokens=80)
     long_rationale = "He counted them all again, one by one, very slowly."
-    queue = FakeQueue(student, ["3 + 4", "3 + 4", long_rationale, long_rationale], ["correct"])
+    queue = FakeQueue(student, ["3 + 4", "3 + 4", long_rationale, long_rationale], [SURE_RIGHT])
     result = run(Inference(student, 4, 8).explain(QUESTION, None, sampling(2), queue))
     [row] = queue.calls[1][1]
     assert len(row.input_ids) == 80
@@ -267,30 +285,72 @@ def test_a_long_chain_to_judge_is_cut_not_refused(tmp_path: Path) -> None:
 
 
 # ----- evaluate ----------------------------------------------------------------------------------
-def test_evaluate_judges_the_chain_with_the_answer_sentence(student: StudentModel) -> None:
-    queue = FakeQueue(student, ["correct", "The steps match."])
+def test_evaluate_scores_and_generates_the_chain_with_the_answer_sentence(
+    student: StudentModel,
+) -> None:
+    # Greedy decoding writes "correct", but the scores lean the other way: the scored verdict
+    # is the one returned, the generated one is reported beside it.
+    queue = FakeQueue(student, ["correct", "The steps match."], [(0.45, 0.5, 0.05)])
     result = run(
         Inference(student, 4, 8).evaluate(QUESTION, "He got 4 more.", "3 + 4", True, 20, queue)
     )
-    assert (result.verdict, result.verdict_text, result.rationale) == (
-        Verdict.CORRECT,
-        "correct",
-        "The steps match.",
+    assert (result.verdict, result.generated_verdict) == (Verdict.WRONG, Verdict.CORRECT)
+    assert (result.verdict_text, result.rationale) == ("correct", "The steps match.")
+    assert result.scores.score == pytest.approx(0.45 / 0.95)
+    assert result.scores.probabilities == pytest.approx(
+        {"correct": 0.45, "wrong": 0.5, "uncertain": 0.05}
     )
-    [(endpoint, rows, force)] = queue.calls
-    assert (endpoint, force) == ("evaluate", False)
+    (endpoint, rows, force), (scoring, scored_rows, scoring_force) = queue.calls
+    assert (endpoint, force, scoring, scoring_force) == ("evaluate", False, SCORING_QUEUE, False)
     chain = f"{QUESTION}\nreasoning: He got 4 more. The answer is (3 + 4)."
     assert queue.inputs(0) == [f"predict: evaluate: {chain}", f"explain: evaluate: {chain}"]
+    assert queue.inputs(1) == [f"predict: evaluate: {chain}"]
     assert [r.max_new_tokens for r in rows] == [16, 20]
+    assert [r.max_new_tokens for r in scored_rows] == [1]
 
-    queue = FakeQueue(student, ["no idea"])
+    queue = FakeQueue(student, ["no idea"], [SURE_RIGHT])
     quick = run(
         Inference(student, 4, 8).evaluate(
             QUESTION, "r. The answer is (1).", None, False, None, queue
         )
     )
-    assert (quick.verdict, quick.rationale) == (None, None)
+    assert (quick.verdict, quick.generated_verdict, quick.rationale) == (
+        Verdict.CORRECT,
+        None,
+        None,
+    )
     assert queue.inputs(0) == [f"predict: evaluate: {QUESTION}\nreasoning: r. The answer is (1)."]
+
+
+def test_a_calibrated_bundle_moves_score_and_verdict(tmp_path: Path) -> None:
+    student = make_student(tmp_path / "bundle")
+    student.calibration = VerdictCalibration(slope=2.0, intercept=-1.0, threshold=0.7)
+    queue = FakeQueue(student, ["correct"], [LEANS_RIGHT])
+    result = run(Inference(student, 4, 8).evaluate(QUESTION, "r.", "1", False, None, queue))
+    margin = math.log(0.5 / 0.3)
+    assert result.scores.margin == pytest.approx(margin)
+    assert result.scores.score == pytest.approx(1 / (1 + math.exp(-(2 * margin - 1))))
+    assert result.verdict is Verdict.WRONG  # 0.58 is under the threshold 0.7
+
+
+def test_a_failed_queue_call_withdraws_the_other(student: StudentModel) -> None:
+    """Evaluate's two queue calls run side by side; when one is refused the other is cancelled,
+    not left to run for nobody."""
+    cancelled: list[str] = []
+
+    async def generate(endpoint: str, rows: Sequence[Row], *, force: bool = False) -> list[Any]:
+        if endpoint == SCORING_QUEUE:
+            raise RuntimeError("queue full")
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.append(endpoint)
+            raise
+        return []
+
+    with pytest.raises(RuntimeError, match="queue full"):
+        run(Inference(student, 4, 8).evaluate(QUESTION, "r.", "1", True, None, generate))
+    assert cancelled == ["evaluate"]
 
 
 def test_evaluate_refusals(tmp_path: Path, student: StudentModel) -> None:

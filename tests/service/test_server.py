@@ -89,8 +89,14 @@ def test_every_endpoint_answers(server, questions: list[str]) -> None:
             },
         ).json()
         assert wrong["rationale"] is None
-        # The tiny student learnt to tell its right and wrong chains of thought apart.
+        # The tiny student learnt to tell its right and wrong chains of thought apart, and its
+        # scores say so: a calibrated score, the uncalibrated threshold, probabilities that
+        # sum to one, and the greedy verdict beside the scored one.
         assert (body["verdict"], wrong["verdict"]) == ("correct", "wrong")
+        assert 0 <= wrong["score"] < body["threshold"] <= body["score"] <= 1
+        assert body["threshold"] == 0.5
+        assert sum(body["probabilities"].values()) == pytest.approx(1.0)
+        assert body["generated_verdict"] in ("correct", "wrong", "uncertain", None)
 
         info = client.get("/v1/model").json()
         assert info["task"] == "svamp"

@@ -18,10 +18,15 @@ erase stage 1. ``replay_fraction`` mixes that fraction of the stage-1 pairs into
 verdict accuracy on held-out self-evaluations is measured after stage 1 and again on the final
 model and recorded in the manifest (``provenance.self_evaluation_validation``).
 
+Calibration. The final student's verdict scores are calibrated on the held-out examples'
+teacher chains of thought, right or wrong by their human labels (else by the teacher's
+majority verdict): slope, intercept and decision threshold go into the manifest
+(``verdict_calibration``), which the service reads (:mod:`mindmirror.student.verdict_scores`).
+
 :func:`distill` is that sequence; each step has its module: the data and the replay
 (:mod:`~mindmirror.training.student.data`), the run record and the tokenizer
 (:mod:`~mindmirror.training.student.workdir`), one stage's training
-(:mod:`~mindmirror.training.student.stage`), the held-out verdict agreement
+(:mod:`~mindmirror.training.student.stage`), the held-out verdict agreement and calibration
 (:mod:`~mindmirror.training.student.verdicts`) and the manifest
 (:mod:`~mindmirror.training.student.manifest`).
 """
@@ -37,7 +42,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from mindmirror.student.bundle import Manifest
 from mindmirror.student.errors import MindmirrorError
-from mindmirror.student.tasks import get_task
+from mindmirror.student.formats import DEFAULT_PREFIXES
+from mindmirror.student.tasks import Task, get_task
+from mindmirror.student.verdict_scores import VerdictCalibration
 from mindmirror.training.student.data import DistillData, prepare_data
 from mindmirror.training.student.examples import BuildResult, cot_judge
 from mindmirror.training.student.manifest import build_manifest
@@ -48,7 +55,12 @@ from mindmirror.training.student.model import (
     resolve_student,
 )
 from mindmirror.training.student.stage import StageResult, StageRun
-from mindmirror.training.student.verdicts import measure_verdicts, verdict_judge
+from mindmirror.training.student.verdicts import (
+    measure_verdicts,
+    score_cases,
+    truth_cases,
+    verdict_judge,
+)
 from mindmirror.training.student.workdir import check_run_record, prepare_tokenizer
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -283,12 +295,59 @@ def distill(config: DistillConfig, callbacks: Sequence[TrainerCallback] = ()) ->
     if model is None:  # stage 2 finished in an earlier run
         model = run.final_model("cot")
     validation = _verdict_validation(config, model, tokenizer, data, stages)
-    manifest = build_manifest(config, task, source, data, stages, run.learning_rate, validation)
+    calibration = _calibrate_verdicts(config, model, tokenizer, data, task)
+    manifest = build_manifest(
+        config, task, source, data, stages, run.learning_rate, validation, calibration
+    )
     written = save_bundle(model.to("cpu"), tokenizer, manifest, config.output, force=config.force)
     logger.info("wrote the student bundle %s", config.output)
     if not config.keep_work_dir:
         shutil.rmtree(work, ignore_errors=True)
     return DistillResult(config.output, written, stages, data.build, *counts)
+
+
+def _calibrate_verdicts(
+    config: DistillConfig,
+    model: T5ForConditionalGeneration,
+    tokenizer: PreTrainedTokenizerBase,
+    data: DistillData,
+    task: Task,
+) -> VerdictCalibration | None:
+    """Fit the bundle's verdict calibration on the held-out examples' teacher chains of thought,
+    judged right or wrong against their human labels (else the teacher's majority verdict):
+    see :mod:`mindmirror.student.verdict_scores`. ``None`` without stage 1 or held-out data."""
+    if not (config.self_evaluation and data.val_records):
+        return None
+    cases, source = truth_cases(data.val_records, task, DEFAULT_PREFIXES, config.num_cots)
+    if not cases:
+        return None
+    report = score_cases(
+        model,
+        tokenizer,
+        cases,
+        source,
+        None,
+        max_input_length=config.max_input_length,
+        batch_size=config.eval_batch_size,
+        progress=config.progress,
+        desc="calibrating verdicts",
+    )
+    calibration = report.calibrate()
+    logger.info(
+        "verdict calibration on %d held-out reasonings (%d right; truth from %s): AUROC %s, "
+        "balanced accuracy %s at threshold %.3f",
+        len(report.truths),
+        report.right,
+        source,
+        _maybe(calibration.auroc),
+        _maybe(calibration.balanced_accuracy),
+        calibration.threshold,
+    )
+    return calibration
+
+
+def _maybe(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _verdict_validation(

@@ -47,6 +47,7 @@ from mindmirror.student.jsonl import DataFileError, read_json_records
 from mindmirror.student.tasks import Example, Task, get_task
 from mindmirror.student.tasks.base import normalize_text
 from mindmirror.student.tasks.cqa import LETTERS, choices_of
+from mindmirror.training.student.verdicts import TruthReport
 
 __all__ = ["EvaluationReport", "evaluate_bundle", "load_evaluation_data", "per_class_scores"]
 
@@ -60,6 +61,8 @@ class EvaluationReport:
     examples: int
     task_result: EvaluationResult
     verdict_result: EvaluationResult | None = None
+    #: the student's scored verdicts on the data's teacher chains of thought, against the truth
+    truth: TruthReport | None = None
     unlabelled_skipped: int = 0
     predictions: list[dict[str, Any]] = field(default_factory=list)
 
@@ -219,6 +222,9 @@ def evaluate_bundle(
         report.verdict_result = _verdict_result(
             task, records, model, tokenizer, manifest, name, common
         )
+        report.truth = _truth_report(
+            task, records, model, tokenizer, manifest, batch_size, progress
+        )
     if write:
         results = [
             previous
@@ -284,6 +290,60 @@ def _verdict_result(
     )
 
 
+def _truth_report(
+    task: Task,
+    records: Sequence[DistillationRecord],
+    model: Any,
+    tokenizer: Any,
+    manifest: Any,
+    batch_size: int,
+    progress: bool,
+) -> TruthReport | None:
+    """The scored verdicts (with the bundle's calibration) on every teacher chain of thought in
+    the data, right or wrong by the human labels (else the teacher's majority verdict)."""
+    from mindmirror.training.student.verdicts import score_cases, truth_cases
+
+    cases, source = truth_cases(records, task, manifest.prefixes)
+    if not cases:
+        return None
+    return score_cases(
+        model,
+        tokenizer,
+        cases,
+        source,
+        manifest.verdict_calibration,
+        max_input_length=manifest.max_input_length,
+        batch_size=batch_size,
+        progress=progress,
+    )
+
+
+def _truth_table(report: EvaluationReport) -> Any:
+    from rich.table import Table
+
+    truth = report.truth
+    assert truth is not None
+    table = Table(
+        title=f"{report.task} · {report.split} · scored self-evaluation vs truth ({truth.source})",
+        title_justify="left",
+    )
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+
+    def shown(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    table.add_row(
+        "reasonings (right / wrong)", f"{truth.right} / {len(truth.truths) - truth.right}"
+    )
+    table.add_row("AUROC of the verdict margin", shown(truth.auroc))
+    table.add_row(
+        f"balanced accuracy at threshold {truth.threshold:.3f}", shown(truth.balanced_accuracy)
+    )
+    table.add_row("expected calibration error", shown(truth.calibration_error))
+    return table
+
+
 def render_report(report: EvaluationReport) -> Any:
     """A rich renderable: one table per target."""
     from rich.console import Group
@@ -317,4 +377,6 @@ def render_report(report: EvaluationReport) -> Any:
         )
         table.add_row("valid answers", "", "", f"{result.valid_rate:.4f}", "")
         tables.append(table)
+    if report.truth is not None:
+        tables.append(_truth_table(report))
     return Group(*tables)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from mindmirror.student.bundle import GenerationDefaults, Manifest, Provenance
 from mindmirror.student.formats import DEFAULT_PREFIXES
 from mindmirror.student.tasks import Task
+from mindmirror.student.verdict_scores import VerdictCalibration
 from mindmirror.training.student.data import DistillData
 from mindmirror.training.student.model import StudentSource
 from mindmirror.training.student.stage import StageResult, world_size
@@ -32,6 +33,7 @@ def build_manifest(
     stages: list[StageResult],
     learning_rate: float,
     self_evaluation_validation: dict[str, float | None] | None,
+    verdict_calibration: VerdictCalibration | None = None,
 ) -> Manifest:
     """The manifest of the run's bundle (its checksums are added when the bundle is saved)."""
     weight, form = config.loss_weight
@@ -85,5 +87,6 @@ def build_manifest(
             max_new_tokens_predict=config.max_label_length,
             max_new_tokens_explain=config.max_rationale_length,
         ),
+        verdict_calibration=verdict_calibration,
         provenance=provenance,
     )

@@ -41,6 +41,13 @@ def test_bundle_verifies_reloads_and_generates(trained) -> None:
     assert provenance.mindmirror_version
     validation = provenance.self_evaluation_validation
     assert set(validation) == {"after_stage1", "final", "pairs"}
+    # The verdict scores were calibrated on held-out reasonings of known truth (the simulated
+    # teacher's data carries gold labels).
+    calibration = manifest.verdict_calibration
+    assert calibration is not None
+    assert calibration.fitted_on == "gold labels"
+    assert sum(calibration.examples) > 0
+    assert 0.0 <= calibration.threshold <= 1.0
     assert not Path(str(trained.bundle) + ".work").exists()  # checkpoints cleaned up
 
     model, tokenizer, _ = load_student(trained.bundle)
