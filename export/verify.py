@@ -36,6 +36,10 @@ logger = logging.getLogger(__name__)
 REPORT_FORMAT_VERSION = 1
 
 
+#: how far an fp32 variant's verdict score may be from PyTorch's
+VERDICT_SCORE_ATOL = 1e-3
+
+
 def _batches(items: list[int], size: int) -> Iterator[list[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -142,6 +146,10 @@ def verify(
         }
 
     results = {key: parity.VariantParity(key) for key in runtimes}
+    # The verdict scores /v1/evaluate returns, from each runtime's first-step logits on the
+    # self-evaluation inputs against PyTorch's: what the service's scoring queue computes.
+    verdict_tokens = _verdict_tokens(manifest, tokenizer)
+    verdict_diffs: dict[str, list[float]] = {key: [] for key in runtimes}
     reference_correct = reference_labelled = 0
     headroom_samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     # Inputs of one kind share a length limit; batching them together keeps batches uniform.
@@ -190,10 +198,24 @@ def verify(
                 reference_correct += correct
         for key, runtime in runtimes.items():
             bar.set_postfix_str(key)
+            first_logits = np.zeros((len(items), reference_logits.shape[-1]), dtype=np.float64)
             if isinstance(runtime, OnnxSeq2Seq):
                 record, diffs = parity.step_diff_recorder(reference_logits, limit)
+
+                def observe(
+                    step: int,
+                    live: np.ndarray,
+                    logits: np.ndarray,
+                    record: Any = record,
+                    first: np.ndarray = first_logits,
+                ) -> None:
+                    if step == 0:
+                        width = min(first.shape[1], logits.shape[1])
+                        first[live, :width] = logits[:, :width]
+                    record(step, live, logits)
+
                 rows = rows_from_arrays(input_ids, attention_mask, limit)
-                generations = runtime.generate(rows, observer=record)
+                generations = runtime.generate(rows, observer=observe)
                 outputs = [generation.with_end(ids.eos) for generation in generations]
                 per_row = [diffs[r].tolist() for r in range(len(items))]
             else:
@@ -204,10 +226,17 @@ def verify(
                     logits: np.ndarray,
                     per_row: list = per_row,
                     reference_logits: np.ndarray = reference_logits,
+                    first: np.ndarray = first_logits,
                 ) -> None:
                     per_row[row] = parity.row_diffs(reference_logits[row], logits)
+                    width = min(first.shape[1], logits.shape[1])
+                    first[row, :width] = logits[0, :width]
 
                 outputs = runtime.generate(input_ids, attention_mask, limit, on_row_logits=keep)
+            if verdict_tokens is not None:
+                verdict_diffs[key] += _verdict_score_diffs(
+                    items, reference_logits, first_logits, verdict_tokens, manifest
+                )
             for row, (index, item) in enumerate(zip(batch, items, strict=True)):
                 results[key].add(
                     index,
@@ -230,6 +259,11 @@ def verify(
     failures: list[str] = []
     for key, result in results.items():
         entry = {**runtime_info[key], **result.summary()}
+        if verdict_diffs[key]:
+            entry["verdict_scores"] = {
+                "inputs": len(verdict_diffs[key]),
+                "max_abs_diff": max(verdict_diffs[key]),
+            }
         name = key.split("/", 1)[1]
         checks, problems = _gates(key, name, entry, result, reference_accuracy, options)
         if key.startswith("onnx/"):
@@ -291,6 +325,38 @@ def verify(
     }
 
 
+def _verdict_tokens(manifest: Manifest, tokenizer: Any) -> tuple[int, int, int] | None:
+    if not manifest.self_evaluation:
+        return None
+    from mindmirror.student.verdict_scores import verdict_token_ids
+
+    return verdict_token_ids(lambda text: tokenizer(text)["input_ids"])
+
+
+def _verdict_score_diffs(
+    items: list[Any],
+    reference_logits: Any,
+    first_logits: Any,
+    tokens: tuple[int, int, int],
+    manifest: Manifest,
+) -> list[float]:
+    """|score - PyTorch's score| of each self-evaluation (predict) input of a batch: the
+    calibrated probability /v1/evaluate returns, read from the first step's logits."""
+    from mindmirror.engine.decoding import log_softmax
+    from mindmirror.student.verdict_scores import score_verdict
+
+    diffs = []
+    for row, item in enumerate(items):
+        if item.kind != "evaluate:predict":
+            continue
+        scores = [
+            score_verdict(log_softmax(logits)[list(tokens)], manifest.verdict_calibration).score
+            for logits in (reference_logits[row][0], first_logits[row])
+        ]
+        diffs.append(abs(scores[0] - scores[1]))
+    return diffs
+
+
 def _judge(task: Task, tokenizer: Any, item: Any, tokens: list[int]) -> bool | None:
     """Whether a ``predict`` output is the gold label (``None`` when there is no gold)."""
     if item.kind != "predict" or item.gold is None:
@@ -320,6 +386,15 @@ def _gates(
                 f"{key}: logits differ from PyTorch by up to {diff:.3g} "
                 f"(allowed {options.fp32_atol:g}); the export is not faithful"
             )
+        verdicts = entry.get("verdict_scores")
+        if verdicts is not None:
+            # A score is a probability: 1e-3 is far below any threshold's resolution.
+            checks["verdict_scores_match"] = verdicts["max_abs_diff"] <= VERDICT_SCORE_ATOL
+            if not checks["verdict_scores_match"]:
+                problems.append(
+                    f"{key}: verdict scores differ from PyTorch by up to "
+                    f"{verdicts['max_abs_diff']:.3g} (allowed {VERDICT_SCORE_ATOL:g})"
+                )
         # A different greedy token is only acceptable where PyTorch itself had a tie.
         tie = 2 * options.fp32_atol
         checks["greedy_outputs_identical"] = result.divergence_count == 0

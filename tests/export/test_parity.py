@@ -129,6 +129,38 @@ def test_fp32_gate_fails_on_logit_drift_and_on_real_divergence():
     assert "greedy outputs differ" in problems[0]
 
 
+def test_fp32_gate_fails_when_verdict_scores_drift():
+    options = ExportOptions(bundle=None, fp32_atol=1e-3)  # type: ignore[arg-type]
+    clean = VariantParity("onnx/fp32")
+    entry = {**_fp32_entry(1e-5), "verdict_scores": {"inputs": 3, "max_abs_diff": 2e-5}}
+    checks, problems = _gates("onnx/fp32", "fp32", entry, clean, None, options)
+    assert (checks["verdict_scores_match"], problems) == (True, [])
+    entry["verdict_scores"]["max_abs_diff"] = 0.02
+    checks, problems = _gates("onnx/fp32", "fp32", entry, clean, None, options)
+    assert checks["verdict_scores_match"] is False
+    assert "verdict scores differ" in problems[0]
+
+
+def test_verdict_score_diffs_read_the_first_step_of_self_evaluation_inputs():
+    from mindmirror.export.verify import _verdict_score_diffs
+
+    manifest = Manifest(task="svamp", self_evaluation=True)
+    reference = np.zeros((2, 3, 6))
+    reference[:, 0, 2] = 2.0  # "correct" (token 2) leads at the first step
+    runtime = reference[:, 0, :].copy()
+    runtime[1, 3] = 1.0  # the second row's "wrong" rose
+    items = [
+        ParityInput("evaluate:predict", "a", 2, None, None),
+        ParityInput("predict", "b", 2, None, None),
+    ]
+    diffs = _verdict_score_diffs(items, reference, runtime, (2, 3, 4), manifest)
+    assert diffs == [0.0]  # only the self-evaluation input is scored
+    items[1] = ParityInput("evaluate:predict", "b", 2, None, None)
+    diffs = _verdict_score_diffs(items, reference, runtime, (2, 3, 4), manifest)
+    expected = 1 / (1 + np.exp(-2.0)) - 1 / (1 + np.exp(-1.0))
+    assert diffs == pytest.approx([0.0, expected])
+
+
 def test_accuracy_gate_for_reduced_variants():
     options = ExportOptions(bundle=None, max_accuracy_drop=1.0)  # type: ignore[arg-type]
     parity = VariantParity("onnx/int8")

@@ -86,6 +86,11 @@ def test_fp32_onnx_greedy_output_is_identical_to_pytorch(exported):
     assert fp32["sequences"] == sum(result.report["data"]["inputs"].values())
     assert 0 <= fp32["max_abs_logit_diff"] < 1e-3
     assert fp32["accuracy"] == result.report["pytorch"]["accuracy"]
+    # The verdict scores /v1/evaluate returns are certified too, on every self-evaluation input.
+    verdicts = fp32["verdict_scores"]
+    assert verdicts["inputs"] == result.report["data"]["inputs"]["evaluate:predict"]
+    assert 0 <= verdicts["max_abs_diff"] < 1e-4
+    assert fp32["checks"]["verdict_scores_match"] is True
 
 
 def test_int8_is_exported_and_its_parity_measured(exported):
