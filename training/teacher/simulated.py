@@ -73,6 +73,7 @@ __all__ = [
     "SimulatedTeacherConfig",
     "SimulatedTeacherError",
     "realized_rates",
+    "reasonings_of_known_truth",
     "simulate_cot",
     "simulate_self_evaluation",
     "simulated_distillation_set",
@@ -363,3 +364,22 @@ def simulated_distillation_set(
             )
         )
     return records
+
+
+def reasonings_of_known_truth(
+    examples: Sequence[Example],
+    per_example: int = 2,
+    *,
+    seed: int = 1_000_003,
+    error_rate: float = 0.5,
+) -> list[tuple[Example, str, bool]]:
+    """(example, chain of thought, whether it is right) from a simulated teacher with a seed of
+    its own (none of these texts was trained on, whatever seed the training data used) and
+    about ``error_rate`` of them wrong: what the self-evaluation benchmark and the demo judge
+    the student's verdicts on. The examples need their gold equations as labels."""
+    config = SimulatedTeacherConfig(error_rate=error_rate, seed=seed)
+    return [
+        (example, cot.text, cot.correct)
+        for example in examples
+        for cot in (simulate_cot(example, k, config) for k in range(per_example))
+    ]
