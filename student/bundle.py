@@ -40,6 +40,7 @@ __all__ = [
     "BundleError",
     "EvaluationResult",
     "GenerationDefaults",
+    "LabelSource",
     "Manifest",
     "Provenance",
     "atomic_directory",
@@ -68,6 +69,13 @@ class GenerationDefaults(BaseModel):
     num_beams: int = Field(1, ge=1)
 
 
+#: Where a student's stage-2 labels came from: ``teacher`` (each chain of thought's own answer,
+#: the paper's), ``majority`` / ``weighted-majority`` (the question's vote over the teacher's
+#: chains, plain or weighed by the teacher's verdicts) or ``human``. Defined here, in the
+#: contract, because the manifest records it; ``mindmirror distill`` takes the same values.
+LabelSource = Literal["teacher", "majority", "weighted-majority", "human"]
+
+
 class Provenance(BaseModel):
     """How the student was made. Everything needed to reproduce or audit a training run."""
 
@@ -80,7 +88,7 @@ class Provenance(BaseModel):
     self_evaluation: bool = False
     rationale_weight: float | None = None  # lambda
     loss_form: Literal["lambda", "alpha"] | None = None
-    label_source: Literal["teacher", "human"] | None = None
+    label_source: LabelSource | None = None
     seed: int | None = None
     data_fingerprint: str | None = None
     training_steps: dict[str, int] = Field(default_factory=dict)

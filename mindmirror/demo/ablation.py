@@ -1,9 +1,11 @@
 """``mindmirror demo --ablation``: the paper's Table 1 comparison on the demo's data.
 
 On the demo's arith data and the simulated teacher's distillation set, for every seed:
-standard distillation (labels only), CoT distillation with 1 CoT, with all N CoTs, and N CoTs
-after the self-evaluation stage (Mind's Mirror), through ``run_experiment`` (the code of
-``mindmirror experiment``). It prints the table at the demo's teacher error rate and repeats
+standard distillation (labels only), CoT distillation with 1 CoT, with all N CoTs, N CoTs
+after the self-evaluation stage (Mind's Mirror), and N CoTs on data cleaned by the teacher's
+verdicts (judged-wrong CoTs dropped; verdict-weighted majority labels with only the agreeing
+CoTs kept), through ``run_experiment`` (the code of ``mindmirror experiment``; ``variants``
+picks other rows of its table). It prints the table at the demo's teacher error rate and repeats
 the comparison for a few other error rates of the simulated teacher (each its own teacher run
 in the same store) to plot test accuracy against the teacher's error rate.
 
@@ -25,14 +27,20 @@ from mindmirror.demo.stages import data_stage, distill_config, teach_stage, toke
 from mindmirror.student.errors import MindmirrorError
 from mindmirror.student.files import atomic_write_text
 
-__all__ = ["AblationSettings", "plot_accuracy", "run_ablation", "table_markdown"]
+__all__ = [
+    "AblationSettings",
+    "check_variants",
+    "plot_accuracy",
+    "run_ablation",
+    "table_markdown",
+]
 
 
 @dataclass(frozen=True)
 class AblationSettings:
     """What the ablation runs. It shares the demo's data, teacher run and tokenizer, made with
     ``demo`` (whose student shape, batch size and learning rate it trains with too); the
-    training budget, the label source, the seeds and the error rates are its own."""
+    training budget, the label source, the seeds, the error rates and the rows are its own."""
 
     demo: DemoSettings = field(default_factory=DemoSettings)
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -45,6 +53,18 @@ class AblationSettings:
     # Standard distillation means the teacher's labels, and only they let the teacher's error
     # rate reach the labels; the demo itself trains on the gold ones.
     label_source: str = "teacher"
+    #: rows of the table, names of ``mindmirror experiment``'s variants (checked when the
+    #: ablation starts). The experiment's default rows: the paper's four and two cleaning rows;
+    #: each row adds a run per seed and error rate. Kept literal here so that the demo's CLI
+    #: does not import the training code to print its help.
+    variants: tuple[str, ...] = (
+        "standard",
+        "cot-1",
+        "cot-N",
+        "ours",
+        "cot-N-drop",
+        "cot-N-agree",
+    )
 
     def __post_init__(self) -> None:
         if any(not 0.0 <= rate <= 1.0 for rate in self.rates):
@@ -58,6 +78,18 @@ class AblationSettings:
     def rates(self) -> list[float]:
         """Every error rate run, the demo's included, in order."""
         return sorted(set(self.error_rates) | {self.demo.error_rate})
+
+
+def check_variants(variants: tuple[str, ...]) -> None:
+    """Refuse a row ``mindmirror experiment`` does not know, or none at all."""
+    from mindmirror.training.student.experiment import VARIANTS
+
+    unknown = [name for name in variants if name not in VARIANTS]
+    if unknown or not variants:
+        raise MindmirrorError(
+            f"unknown ablation variant(s) {', '.join(unknown) or '(none given)'}; choose from "
+            f"{', '.join(VARIANTS)}"
+        )
 
 
 def _rate_name(rate: float) -> str:
@@ -105,7 +137,7 @@ def plot_accuracy(tables: dict[float, Any], path: Path, title: str) -> Path:
             rates,
             means,
             yerr=stds,
-            marker="os^D"[index % 4],
+            marker="os^Dvpx*"[index % 8],
             capsize=3,
             label=row.description,
         )
@@ -122,12 +154,13 @@ def plot_accuracy(tables: dict[float, Any], path: Path, title: str) -> Path:
 
 
 def run_ablation(settings: AblationSettings, *, started: float | None = None) -> dict[float, Any]:
-    """Train and evaluate the four variants per seed and error rate; print the table at the
-    demo's error rate, write ``results.json``, ``table.md`` and the plot. Returns the tables."""
+    """Train and evaluate the variants per seed and error rate; print the table at the demo's
+    error rate, write ``results.json``, ``table.md`` and the plot. Returns the tables."""
     from rich.console import Console
 
-    from mindmirror.training.student.experiment import VARIANTS, run_experiment
+    from mindmirror.training.student.experiment import run_experiment
 
+    check_variants(settings.variants)  # before the teacher runs, not after them
     started = time.time() if started is None else started
     demo, seeds = settings.demo, list(settings.seeds)
     paths, state = prepare(demo)
@@ -173,10 +206,13 @@ def run_ablation(settings: AblationSettings, *, started: float | None = None) ->
             force=False,
         ).model_copy(update={"data": train_set, "work_dir": None})
         console.print(
-            f"[bold]error rate {rate:g}[/bold]: {len(VARIANTS)} variants × {len(seeds)} seeds, "
+            f"[bold]error rate {rate:g}[/bold]: {len(settings.variants)} variants × "
+            f"{len(seeds)} seeds, "
             f"{settings.stage1_steps} + {settings.steps} steps each"
         )
-        tables[rate] = run_experiment(base, test_set, output=folder, seeds=seeds)
+        tables[rate] = run_experiment(
+            base, test_set, output=folder, seeds=seeds, variants=settings.variants
+        )
         timings[name] = round(time.perf_counter() - rate_started, 1)
 
     main_table = tables[demo.error_rate]
@@ -199,6 +235,7 @@ def run_ablation(settings: AblationSettings, *, started: float | None = None) ->
             "cots": demo.cots,
             "evals": demo.evals,
             "label_source": settings.label_source,
+            "variants": list(settings.variants),
         },
         "seconds_per_error_rate": timings,
         "tables": {str(rate): table.to_dict() for rate, table in tables.items()},

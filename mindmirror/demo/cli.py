@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mindmirror.demo.ablation import AblationSettings, run_ablation
+from mindmirror.demo.ablation import AblationSettings, check_variants, run_ablation
 from mindmirror.demo.pipeline import DemoResult, run_demo
 from mindmirror.demo.report import print_exchanges, print_summary
 from mindmirror.demo.settings import TEACHERS, DemoSettings
@@ -46,6 +46,13 @@ def _rates(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated numbers, got {text!r}"
         ) from None
+
+
+def _names(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("give at least one variant")
+    return names
 
 
 def register(subparsers: Any) -> None:
@@ -149,9 +156,9 @@ def register(subparsers: Any) -> None:
     ablation.add_argument(
         "--ablation",
         action="store_true",
-        help="instead of serving: standard distillation, 1 CoT, N CoTs and N CoTs + "
-        "self-evaluation over seeds, a mean ± std table and a plot against the teacher's "
-        "error rate",
+        help="instead of serving: standard distillation, 1 CoT, N CoTs, N CoTs + "
+        "self-evaluation and N CoTs on verdict-cleaned data over seeds, a mean ± std table and "
+        "a plot against the teacher's error rate",
     )
     seeds = ",".join(map(str, ablation_defaults.seeds))
     ablation.add_argument(
@@ -161,6 +168,12 @@ def register(subparsers: Any) -> None:
         "--error-rates",
         type=_rates,
         help="teacher error rates for the plot (default: see docs/demo.md)",
+    )
+    ablation.add_argument(
+        "--variants",
+        type=_names,
+        help=f"rows, comma-separated names of mindmirror experiment's variants (default: "
+        f"{','.join(ablation_defaults.variants)}; see docs/demo.md)",
     )
     parser.set_defaults(handler=_run)
 
@@ -173,12 +186,15 @@ def settings_from_args(args: argparse.Namespace) -> DemoSettings:
 def ablation_settings_from_args(args: argparse.Namespace) -> AblationSettings:
     """The ablation's settings: the training budget given here is its own, the rest (data,
     teacher, student shape) the demo's that it shares."""
-    return AblationSettings(
+    settings = AblationSettings(
         demo=_demo_settings(args, {}),
         seeds=tuple(args.seeds),
         error_rates=tuple(args.error_rates or AblationSettings.error_rates),
+        **({"variants": tuple(args.variants)} if args.variants else {}),
         **_budget(args),
     )
+    check_variants(settings.variants)
+    return settings
 
 
 def _budget(args: argparse.Namespace) -> dict[str, Any]:

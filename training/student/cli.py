@@ -79,6 +79,8 @@ def _distill_options(parser: argparse.ArgumentParser) -> None:
     _option(method, "self_evaluation", **bool_flag)
     _option(method, "num_self_evaluations", type=int)
     _option(method, "label_source")
+    _option(method, "drop_judged_wrong", **bool_flag)
+    _option(method, "drop_disagreeing", **bool_flag)
     _option(method, "rationale_weight", type=float, metavar="LAMBDA")
     _option(method, "alpha", type=float)
     _option(method, "replay_fraction", type=float)
@@ -226,7 +228,7 @@ def _experiment(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from mindmirror.training.student.experiment import DEFAULT_SEEDS, VARIANTS
+    from mindmirror.training.student.experiment import DEFAULT_SEEDS, DEFAULT_VARIANTS, VARIANTS
 
     distill = subparsers.add_parser(
         "distill",
@@ -269,7 +271,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     experiment = subparsers.add_parser(
         "experiment",
-        help="Table 1: standard / 1 CoT / N CoTs / ours over several seeds",
+        help="Table 1: standard / 1 CoT / N CoTs / ours (and the data-cleaning rows) over "
+        "several seeds",
         description="Trains every variant for every seed on the same data and reports test "
         "accuracy as mean ± std. Finished runs are reused when rerun.",
     )
@@ -284,7 +287,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     experiment.add_argument(
         "--variants",
         default=argparse.SUPPRESS,
-        help=f"comma-separated subset of {','.join(VARIANTS)}",
+        help=f"comma-separated, of {','.join(VARIANTS)} (default: {','.join(DEFAULT_VARIANTS)})",
     )
     experiment.add_argument(
         "--output", "-o", required=True, type=Path, help="folder for the runs and results.json"

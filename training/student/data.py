@@ -2,7 +2,10 @@
 turned into each stage's pairs, and the stage-1 pairs replayed during stage 2.
 
 Everything here is decided before any training starts, so a data problem (nothing parseable,
-no human labels for ``--label-source human``) fails the run before a model is loaded.
+no human labels for ``--label-source human``, no verdicts for a rule that reads them) fails the
+run before a model is loaded. Stage 2's label source and cleaning rules
+(:mod:`~mindmirror.training.student.cleaning`) reach its training pairs and its held-out labels
+alike; stage 1's pairs do not depend on them.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from mindmirror.student.distillation import (
     parse_stats,
 )
 from mindmirror.student.tasks import Task
+from mindmirror.training.student.cleaning import verdict_tally
 from mindmirror.training.student.examples import (
     BuildResult,
     NoUsableDataError,
@@ -75,12 +79,16 @@ def prepare_data(config: DistillConfig, task: Task) -> DistillData:
     )
     train_records, val_records = split_records(records, config.val_fraction, config.seed)
     build: dict[str, BuildResult] = {}
+    _check_verdicts(config, train_records)
     build["cot"] = build_cot_pairs(
         train_records,
         task,
         num_cots=config.num_cots,
         label_source=config.label_source,
         need_rationale=uses_rationale(*config.loss_weight),
+        num_self_evaluations=config.num_self_evaluations,
+        drop_judged_wrong=config.drop_judged_wrong,
+        drop_disagreeing=config.drop_disagreeing,
     )
     if not build["cot"].pairs:
         raise NoUsableDataError(
@@ -108,7 +116,13 @@ def prepare_data(config: DistillConfig, task: Task) -> DistillData:
         train_records=train_records,
         val_records=val_records,
         build=build,
-        val_cot=build_cot_validation(val_records, task, label_source=config.label_source).pairs,
+        val_cot=build_cot_validation(
+            val_records,
+            task,
+            label_source=config.label_source,
+            num_self_evaluations=config.num_self_evaluations,
+            drop_judged_wrong=config.drop_judged_wrong,
+        ).pairs,
         val_self_evaluation=(
             _self_evaluation_pairs(config, val_records, task).pairs
             if config.self_evaluation
@@ -116,6 +130,28 @@ def prepare_data(config: DistillConfig, task: Task) -> DistillData:
         ),
         replay=_replay(config, build),
     )
+
+
+def _check_verdicts(config: DistillConfig, records: list[DistillationRecord]) -> None:
+    """A rule that reads the teacher's verdicts on data without any would silently do nothing
+    (nothing dropped, every vote weighing 0): refuse it instead."""
+    readers = [
+        flag
+        for flag, on in (
+            ("--drop-judged-wrong", config.drop_judged_wrong),
+            ("--label-source weighted-majority", config.label_source == "weighted-majority"),
+        )
+        if on
+    ]
+    if not readers:
+        return
+    m = config.num_self_evaluations
+    if not any(verdict_tally(cot, m) for record in records for cot in record.cots):
+        raise NoUsableDataError(
+            f"{config.data}: {' and '.join(readers)} read the teacher's self-evaluation "
+            "verdicts, and the training data has none; generate them with the teacher or drop "
+            "the option"
+        )
 
 
 def _self_evaluation_pairs(

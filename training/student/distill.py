@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from mindmirror.student.bundle import Manifest
+from mindmirror.student.bundle import LabelSource, Manifest
 from mindmirror.student.errors import MindmirrorError
 from mindmirror.student.formats import DEFAULT_PREFIXES
 from mindmirror.student.tasks import Task, get_task
@@ -86,6 +86,8 @@ DEFAULT_REPLAY_FRACTION = 0.25
 PRETRAINED_LEARNING_RATE = 5e-5
 SCRATCH_LEARNING_RATE = 1e-3
 
+#: Stage 2's data-cleaning switches (training/student/cleaning.py), recorded only when on.
+_CLEANING_RULES = ("drop_judged_wrong", "drop_disagreeing")
 #: Settings that do not change what is trained: they may differ between a run and its resume.
 _NOT_TRAINING_SETTINGS = frozenset(
     {"output", "work_dir", "keep_work_dir", "force", "progress", "eval_batch_size", "data"}
@@ -125,8 +127,21 @@ class DistillConfig(BaseModel):
     num_self_evaluations: int | None = Field(
         None, ge=1, description="self-evaluations used per CoT (default: all M)"
     )
-    label_source: Literal["teacher", "human"] = Field(
-        "teacher", description="stage-2 label: the teacher's pseudo-label or the human label"
+    label_source: LabelSource = Field(
+        "teacher",
+        description="stage-2 label: teacher = each CoT's own answer (the paper's); majority = "
+        "the question's most frequent answer over its N CoTs; weighted-majority = the same "
+        "vote, each CoT weighed by its share of 'correct' verdicts; human = the human label",
+    )
+    drop_judged_wrong: bool = Field(
+        False,
+        description="stage 2 leaves out CoTs that more of their M self-evaluations judge wrong "
+        "than correct (uncertain abstains, ties keep; the paper keeps every CoT)",
+    )
+    drop_disagreeing: bool = Field(
+        False,
+        description="stage 2 keeps only CoTs whose own answer is their pair's label (needs "
+        "--label-source human, majority or weighted-majority; the paper keeps every CoT)",
     )
     rationale_weight: float = Field(0.5, ge=0.0, description="λ in L = CE(label) + λ·CE(rationale)")
     alpha: float | None = Field(
@@ -206,6 +221,11 @@ class DistillConfig(BaseModel):
     def _check(self) -> DistillConfig:
         if self.tokenizer is not None and not self.student.startswith("scratch:"):
             raise ValueError("--tokenizer applies to scratch:<size> students only")
+        if self.drop_disagreeing and self.label_source == "teacher":
+            raise ValueError(
+                "--drop-disagreeing needs --label-source human, majority or weighted-majority "
+                "(a teacher label is its own CoT's answer: every CoT agrees with it)"
+            )
         return self
 
     @property
@@ -230,7 +250,14 @@ class DistillConfig(BaseModel):
         return self.work_dir or self.output.with_name(self.output.name + ".work")
 
     def training_settings(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude=set(_NOT_TRAINING_SETTINGS))
+        """What shapes training, as the run record keeps it. The cleaning rules appear only when
+        on, so a run with the paper's data (and the demo's stage keys) reads as it did before
+        they existed, and a run record without them means they were off."""
+        settings = self.model_dump(mode="json", exclude=set(_NOT_TRAINING_SETTINGS))
+        for name in _CLEANING_RULES:
+            if not settings[name]:
+                del settings[name]
+        return settings
 
 
 @dataclass

@@ -7,8 +7,10 @@ task-prefix scheme): ``predict: <x>`` → label and ``explain: <x>`` → rationa
   teacher's verdict, rationale = the evaluation's rationale. One pair per parsed
   self-evaluation.
 - Stage 2 (chain of thought): x = the question; label = the k-th CoT's pseudo-label
-  (``label_source="teacher"``) or the human label (``"human"``), rationale = the k-th CoT's
-  rationale. One pair per parsed CoT.
+  (``label_source="teacher"``, the paper's), the question's majority answer over the teacher's
+  chains (``"majority"``, ``"weighted-majority"``) or the human label (``"human"``), rationale =
+  the k-th CoT's rationale. One pair per parsed CoT, less those the cleaning rules of
+  :mod:`~mindmirror.training.student.cleaning` drop (all off by default).
 
 Teacher outputs that cannot be used are skipped and counted by reason, so a run can say what
 it left out. Inputs are built with the manifest's :class:`~mindmirror.student.formats.Prefixes`,
@@ -23,10 +25,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from mindmirror.student.bundle import LabelSource
 from mindmirror.student.distillation import DistillationRecord, TeacherCoT
 from mindmirror.student.errors import MindmirrorError
 from mindmirror.student.formats import DEFAULT_PREFIXES, Prefixes
 from mindmirror.student.tasks import Example, Task
+from mindmirror.training.student.cleaning import (
+    MAJORITY_SOURCES,
+    agrees,
+    check_rules,
+    judged_wrong,
+    majority_label,
+)
 
 __all__ = [
     "BuildResult",
@@ -39,12 +49,10 @@ __all__ = [
     "build_self_evaluation_pairs",
     "cot_judge",
     "cot_reasoning_text",
-    "majority_label",
     "split_records",
 ]
 
 Stage = Literal["self_evaluation", "cot"]
-LabelSource = Literal["teacher", "human"]
 
 
 class NoUsableDataError(MindmirrorError, ValueError):
@@ -72,13 +80,20 @@ class BuildResult:
     skipped: Counter[str] = field(default_factory=Counter)
     #: teacher outputs looked at (CoTs for stage 2, self-evaluations for stage 1)
     considered: int = 0
+    #: questions that had CoTs but gave no pair (every one skipped), counted apart from
+    #: ``skipped`` because they are questions, not teacher outputs
+    questions_without_pairs: int = 0
 
     def describe(self) -> str:
         used = f"{len(self.pairs)} pairs from {self.considered} teacher outputs"
-        if not self.skipped:
-            return used
-        reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(self.skipped.items()))
-        return f"{used} (skipped: {reasons})"
+        if self.skipped:
+            reasons = ", ".join(
+                f"{count} {reason}" for reason, count in sorted(self.skipped.items())
+            )
+            used += f" (skipped: {reasons})"
+        if self.questions_without_pairs:
+            used += f"; {self.questions_without_pairs} questions left without any pair"
+        return used
 
 
 def cot_reasoning_text(task: Task, cot: TeacherCoT, example: Example | None = None) -> str:
@@ -151,66 +166,75 @@ def build_cot_pairs(
     num_cots: int | None = None,
     label_source: LabelSource = "teacher",
     need_rationale: bool = True,
+    num_self_evaluations: int | None = None,
+    drop_judged_wrong: bool = False,
+    drop_disagreeing: bool = False,
 ) -> BuildResult:
-    """Stage-2 pairs: one per parsed CoT among the first ``num_cots`` of each record.
+    """Stage-2 pairs: one per usable CoT among the first ``num_cots`` of each record.
 
     With ``label_source="teacher"`` a CoT is usable when its pseudo-label parsed; with
     ``"human"`` the record must have a human label (the CoT's own answer is then not needed,
-    as in distilling-step-by-step, which pairs teacher rationales with gold labels).
-    ``need_rationale=False`` (standard distillation, labels only) keeps CoTs whose rationale
-    is empty.
+    as in distilling-step-by-step, which pairs teacher rationales with gold labels); with
+    ``"majority"`` or ``"weighted-majority"`` the question's vote is the label of every one of
+    its CoTs. ``need_rationale=False`` (standard distillation, labels only) keeps CoTs whose
+    rationale is empty. Then the cleaning rules of
+    :mod:`~mindmirror.training.student.cleaning`: ``drop_judged_wrong`` (by the first
+    ``num_self_evaluations`` verdicts) and ``drop_disagreeing``. A CoT left out is counted
+    under the first reason that applies, in the order of the checks below.
     """
     _check_count("num_cots", num_cots)
-    if label_source not in ("teacher", "human"):
-        raise ValueError(f"label_source must be 'teacher' or 'human', not {label_source!r}")
+    check_rules(label_source, drop_disagreeing)
+    # the agreement filter compares the CoT's own answer, so it needs one, as teacher labels do
+    needs_answer = label_source == "teacher" or drop_disagreeing
     result = BuildResult(pairs=[])
     for record in records:
         example = record.example()
-        for cot in record.cots[:num_cots]:
-            result.considered += 1
-            if label_source == "human":
-                if record.label is None:
-                    result.skipped["CoTs of examples without a human label"] += 1
-                    continue
-                label = record.label
-            else:
-                if cot.answer is None:
-                    result.skipped["CoTs without a parseable answer"] += 1
-                    continue
-                label = cot.answer
-            if need_rationale and not cot.rationale.strip():
-                result.skipped["CoTs without a rationale"] += 1
-                continue
-            result.pairs.append(
-                TrainingPair(
-                    record_id=record.id,
-                    stage="cot",
-                    predict_input=prefixes.cot_input(record.question, "predict"),
-                    label=label,
-                    explain_input=prefixes.cot_input(record.question, "explain"),
-                    rationale=cot.rationale.strip(),
-                    example=example,
-                )
+        voted = (
+            majority_label(
+                task,
+                record,
+                weighted=label_source == "weighted-majority",
+                drop_judged_wrong=drop_judged_wrong,
+                num_self_evaluations=num_self_evaluations,
             )
+            if label_source in MAJORITY_SOURCES
+            else None
+        )
+        cots = record.cots[:num_cots]
+        before = len(result.pairs)
+        for cot in cots:
+            result.considered += 1
+            if label_source in MAJORITY_SOURCES:
+                label = voted
+            else:
+                label = record.label if label_source == "human" else cot.answer
+            if label_source == "human" and label is None:
+                result.skipped["CoTs of examples without a human label"] += 1
+            elif needs_answer and cot.answer is None:
+                result.skipped["CoTs without a parseable answer"] += 1
+            elif need_rationale and not cot.rationale.strip():
+                result.skipped["CoTs without a rationale"] += 1
+            elif drop_judged_wrong and judged_wrong(cot, num_self_evaluations):
+                result.skipped["CoTs judged wrong by the teacher's self-evaluations"] += 1
+            elif label is None:  # a majority source, and no chain of the question voted
+                result.skipped["CoTs of questions without a majority answer"] += 1
+            elif drop_disagreeing and not agrees(task, cot, label):
+                result.skipped["CoTs whose answer disagrees with the label"] += 1
+            else:
+                result.pairs.append(
+                    TrainingPair(
+                        record_id=record.id,
+                        stage="cot",
+                        predict_input=prefixes.cot_input(record.question, "predict"),
+                        label=label,
+                        explain_input=prefixes.cot_input(record.question, "explain"),
+                        rationale=cot.rationale.strip(),
+                        example=example,
+                    )
+                )
+        if cots and len(result.pairs) == before:
+            result.questions_without_pairs += 1
     return result
-
-
-def majority_label(task: Task, record: DistillationRecord) -> str | None:
-    """The teacher's most frequent parsed answer (ties: the earliest), judged by the task's
-    equality so that ``(84 / 2)`` and ``84/2`` vote together."""
-    groups: list[tuple[str, int]] = []
-    for cot in record.cots:
-        if cot.answer is None:
-            continue
-        for position, (representative, votes) in enumerate(groups):
-            if task.is_correct(cot.answer, representative):
-                groups[position] = (representative, votes + 1)
-                break
-        else:
-            groups.append((cot.answer, 1))
-    if not groups:
-        return None
-    return max(groups, key=lambda group: group[1])[0]  # max keeps the first of equal counts
 
 
 def build_cot_validation(
@@ -219,19 +243,30 @@ def build_cot_validation(
     *,
     prefixes: Prefixes = DEFAULT_PREFIXES,
     label_source: LabelSource = "teacher",
+    num_self_evaluations: int | None = None,
+    drop_judged_wrong: bool = False,
 ) -> BuildResult:
     """Stage-2 validation: one pair per held-out example, whatever N is.
 
-    The gold label is the human one when the example has it (the measure we care about), else
-    the teacher's majority answer. The rationale (used for the validation loss) is that of the
+    The gold label is the human one when the example has it (the measure we care about).
+    Without one, ``"human"`` skips the example and the other sources take the teacher's
+    majority answer, the label training would give it: weighed by the verdicts for
+    ``"weighted-majority"`` (plain for ``"teacher"`` and ``"majority"``), without the chains
+    ``drop_judged_wrong`` drops. The rationale (used for the validation loss) is that of the
     first CoT agreeing with the gold label, else the first one with a rationale.
     """
     result = BuildResult(pairs=[])
     for record in records:
         result.considered += 1
-        gold = record.label if record.label is not None else None
-        if gold is None and label_source == "teacher":
-            gold = majority_label(task, record)
+        gold = record.label
+        if gold is None and label_source != "human":
+            gold = majority_label(
+                task,
+                record,
+                weighted=label_source == "weighted-majority",
+                drop_judged_wrong=drop_judged_wrong,
+                num_self_evaluations=num_self_evaluations,
+            )
         if gold is None:
             result.skipped["held-out examples without a label"] += 1
             continue

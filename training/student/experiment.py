@@ -7,6 +7,14 @@ For every seed, the same code trains
 - ``cot-N``: CoT distillation with all N chains of thought;
 - ``ours``: N chains of thought after the self-evaluation stage (Mind's Mirror);
 
+and, beyond the paper, N chains of thought on data the teacher's own outputs cleaned
+(:mod:`~mindmirror.training.student.cleaning`):
+
+- ``cot-N-majority``: every CoT labelled with its question's majority answer;
+- ``cot-N-weighted``: the same vote, each CoT weighed by its share of ``correct`` verdicts;
+- ``cot-N-drop``: CoTs the teacher's self-evaluations judge wrong left out (own labels);
+- ``cot-N-agree``: verdict-weighted majority labels, and only the CoTs that agree with them;
+
 evaluates each on the test data and reports accuracy as mean ± standard deviation over seeds
 (sample standard deviation, n-1; 0 for a single seed), plus the self-evaluation verdict
 agreement for variants that have it when the test data carries teacher self-evaluations.
@@ -36,6 +44,7 @@ from mindmirror.training.student.distill import DistillConfig, distill
 
 __all__ = [
     "DEFAULT_SEEDS",
+    "DEFAULT_VARIANTS",
     "VARIANTS",
     "ExperimentRow",
     "ExperimentTable",
@@ -77,8 +86,48 @@ VARIANTS: dict[str, Variant] = {
             "N CoTs + self-evaluation (Mind's Mirror)",
             lambda c: {"num_cots": c.num_cots, "self_evaluation": True},
         ),
+        # The cleaning rows set the rules they are about and nothing else, so each differs from
+        # cot-N only by them; the base's other settings (label source included, where the row
+        # does not set it) apply as they do to every row.
+        Variant(
+            "cot-N-majority",
+            "N CoTs, majority labels",
+            lambda c: {
+                "num_cots": c.num_cots,
+                "self_evaluation": False,
+                "label_source": "majority",
+            },
+        ),
+        Variant(
+            "cot-N-weighted",
+            "N CoTs, verdict-weighted majority labels",
+            lambda c: {
+                "num_cots": c.num_cots,
+                "self_evaluation": False,
+                "label_source": "weighted-majority",
+            },
+        ),
+        Variant(
+            "cot-N-drop",
+            "N CoTs + drop judged-wrong",
+            lambda c: {"num_cots": c.num_cots, "self_evaluation": False, "drop_judged_wrong": True},
+        ),
+        Variant(
+            "cot-N-agree",
+            "N CoTs, weighted majority + agreement filter",
+            lambda c: {
+                "num_cots": c.num_cots,
+                "self_evaluation": False,
+                "label_source": "weighted-majority",
+                "drop_disagreeing": True,
+            },
+        ),
     )
 }
+#: What runs when no variant is named: the paper's four rows and two cleaning rows, one per
+#: kind of rule (a verdict filter; a vote with the filter that makes rationale and label agree).
+#: The other rows run when named (``--variants``): each adds a full set of runs.
+DEFAULT_VARIANTS = ("standard", "cot-1", "cot-N", "ours", "cot-N-drop", "cot-N-agree")
 
 
 def _summary(values: Sequence[float]) -> tuple[float | None, float | None]:
@@ -187,14 +236,15 @@ def run_experiment(
     *,
     output: str | Path,
     seeds: Sequence[int] = DEFAULT_SEEDS,
-    variants: Sequence[str] = tuple(VARIANTS),
+    variants: Sequence[str] = DEFAULT_VARIANTS,
     test_split: str = "test",
     eval_batch_size: int = 64,
 ) -> ExperimentTable:
     """Train and evaluate every variant for every seed; return (and save) the table.
 
     ``base`` carries the shared settings (data, task, student, steps, lengths...); its
-    ``output``, ``seed``, ``num_cots``/``self_evaluation`` and loss weights are set per run.
+    ``output``, ``seed``, ``num_cots``/``self_evaluation``, loss weights and, for the cleaning
+    rows, label source and cleaning rules are set per run (:data:`VARIANTS`).
     """
     from mindmirror.training.student.evaluate import evaluate_bundle
 
@@ -228,8 +278,11 @@ def run_experiment(
                 load_manifest(bundle)
                 logger.info("%s seed %d: bundle exists, not retraining", row.variant, seed)
             except BundleError:
-                config = base.model_copy(
-                    update={
+                # Built, not copied, so that the config validators see the row's settings
+                # (a row's rule that the base's other settings refuse fails here, clearly).
+                config = DistillConfig(
+                    **{
+                        **dict(base),
                         **VARIANTS[row.variant].overrides(base),
                         "output": bundle,
                         "seed": seed,

@@ -54,6 +54,8 @@ def build_manifest(
         rationale_weight=weight if form == "lambda" else None,
         loss_form=form,
         label_source=config.label_source,
+        drop_judged_wrong=config.drop_judged_wrong,
+        drop_disagreeing=config.drop_disagreeing,
         seed=config.seed,
         data_fingerprint=data.fingerprint,
         training_steps={stage.name: stage.steps for stage in stages},
@@ -66,6 +68,9 @@ def build_manifest(
         examples={"train": len(data.train_records), "validation": len(data.val_records)},
         pairs={name: len(built.pairs) for name, built in data.build.items()},
         skipped={name: dict(built.skipped) for name, built in data.build.items()},
+        questions_without_pairs={
+            name: built.questions_without_pairs for name, built in data.build.items()
+        },
         teacher_cot_parse_rate=round(data.stats.cot_parse_rate, 4),
         learning_rate=learning_rate,
         batch_size=config.batch_size,

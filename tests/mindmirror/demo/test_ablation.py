@@ -7,10 +7,11 @@ from dataclasses import replace
 
 import pytest
 
-from mindmirror.demo.ablation import AblationSettings, run_ablation, table_markdown
+from mindmirror.demo.ablation import AblationSettings, plot_accuracy, run_ablation, table_markdown
 from tests.mindmirror.demo.tiny import TINY
 
-VARIANTS = ["standard", "cot-1", "cot-N", "ours"]
+# The paper's baseline, ours and the two cleaning rows: every kind of row, at a CI-sized cost.
+VARIANTS = ["standard", "ours", "cot-N-drop", "cot-N-agree"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -23,6 +24,7 @@ def ablation(tmp_path_factory: pytest.TempPathFactory):
         error_rates=(0.0,),
         stage1_steps=6,
         steps=12,
+        variants=tuple(VARIANTS),
     )
     return settings, run_ablation(settings)
 
@@ -36,6 +38,7 @@ def test_every_variant_seed_and_error_rate_is_trained_and_reported(ablation) -> 
     assert results["settings"]["seeds"] == [0, 1]
     assert results["settings"]["label_source"] == "teacher"  # the ablation's own default
     assert (results["settings"]["stage1_steps"], results["settings"]["steps"]) == (6, 12)
+    assert results["settings"]["variants"] == VARIANTS
     for rate, table in tables.items():
         assert [row.variant for row in table.rows] == VARIANTS
         for row in table.rows:
@@ -52,6 +55,8 @@ def test_every_variant_seed_and_error_rate_is_trained_and_reported(ablation) -> 
     table_md = (out / "table.md").read_text()
     assert table_md.strip() == table_markdown(tables[settings.demo.error_rate])
     assert "Mind's Mirror" in table_md
+    assert "N CoTs + drop judged-wrong" in table_md
+    assert "N CoTs, weighted majority + agreement filter" in table_md
     assert "±" in table_md
     assert (out / "accuracy_vs_error_rate.png").read_bytes().startswith(PNG_SIGNATURE)
 
@@ -70,3 +75,25 @@ def test_a_rerun_reuses_the_trained_runs(ablation, capsys) -> None:
         for row in table.rows:
             assert again[rate].row(row.variant).accuracy == row.accuracy
     assert "Mind's Mirror" in capsys.readouterr().out
+
+
+def test_the_table_and_the_plot_take_every_row(tmp_path) -> None:
+    # Hand-made tables (no training): every variant of the experiment, one with no result yet.
+    from mindmirror.training.student.experiment import VARIANTS as ALL
+    from mindmirror.training.student.experiment import ExperimentRow, ExperimentTable
+
+    def table(offset: float) -> ExperimentTable:
+        rows = [
+            ExperimentRow(name, variant.description, {0: 0.3 + offset, 1: 0.31})
+            for name, variant in ALL.items()
+        ]
+        rows.append(ExperimentRow("later", "not run yet"))
+        return ExperimentTable("arith", "d", "t", [0, 1], rows, num_cots=2)
+
+    tables = {0.1: table(0.1), 0.25: table(0.0)}
+    markdown = table_markdown(tables[0.25]).splitlines()
+    assert len(markdown) == 2 + len(ALL) + 1
+    assert "| N CoTs, majority labels | 30.5 ± 0.7 | 30.0 31.0 | - |" in markdown
+    assert markdown[-1] == "| not run yet | - |  | - |"
+    path = plot_accuracy(tables, tmp_path / "plot.png", "every row")
+    assert path.read_bytes().startswith(PNG_SIGNATURE)

@@ -117,3 +117,24 @@ def test_bad_error_rates_are_refused_before_the_work_directory_is_touched(
     assert code == 2
     assert "error rates must be between 0 and 1" in capsys.readouterr().err
     assert (work / "kept").exists()  # --fresh did not run: nothing was deleted
+
+
+def test_the_ablation_rows_default_to_the_experiments_and_can_be_picked() -> None:
+    from mindmirror.training.student.experiment import DEFAULT_VARIANTS
+
+    default = ablation_settings_from_args(build_parser().parse_args(["demo", "--ablation"]))
+    assert default.variants == DEFAULT_VARIANTS
+    picked = ablation_settings_from_args(
+        build_parser().parse_args(["demo", "--ablation", "--variants", "cot-N, cot-N-weighted"])
+    )
+    assert picked.variants == ("cot-N", "cot-N-weighted")
+
+
+def test_an_unknown_ablation_row_is_refused_before_any_work(tmp_path: Path, capsys) -> None:
+    work = tmp_path / "demo"
+    code = main(["demo", "--ablation", "--work-dir", str(work), "--variants", "cot-N,best"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "unknown ablation variant(s) best" in err
+    assert "cot-N-agree" in err  # the choices are listed
+    assert not work.exists()

@@ -146,3 +146,52 @@ def test_evaluate_plain_task_data(capsys, trained, tmp_path: Path) -> None:
     assert "1 unlabelled examples skipped" in err
     (result,) = load_manifest(bundle).evaluations
     assert (result.split, result.examples, result.target) == ("plain", 1, "task")
+
+
+def test_distill_cleaning_flags_parse_into_the_config(train_data: Path, tmp_path: Path) -> None:
+    from mindmirror.training.student.cli import _config
+
+    from mindmirror.cli import build_parser
+
+    argv = ["distill", "--data", str(train_data), "-o", str(tmp_path / "b"), "--task", "arith"]
+    paper = _config(build_parser().parse_args(argv), tmp_path / "b")
+    assert (paper.label_source, paper.drop_judged_wrong, paper.drop_disagreeing) == (
+        "teacher",
+        False,
+        False,
+    )
+    cleaned = _config(
+        build_parser().parse_args(
+            [
+                *argv,
+                "--label-source",
+                "weighted-majority",
+                "--drop-judged-wrong",
+                "--drop-disagreeing",
+            ]
+        ),
+        tmp_path / "b",
+    )
+    assert (cleaned.label_source, cleaned.drop_judged_wrong, cleaned.drop_disagreeing) == (
+        "weighted-majority",
+        True,
+        True,
+    )
+
+
+def test_distill_refuses_the_agreement_filter_with_teacher_labels(
+    capsys, train_data: Path, tmp_path: Path
+) -> None:
+    code, _, err = run(capsys, *distill_args(train_data, tmp_path / "b", "--drop-disagreeing"))
+    assert code == 2
+    assert "--drop-disagreeing needs --label-source human, majority or weighted-majority" in err
+    assert not (tmp_path / "b").exists()
+
+
+def test_distill_help_names_the_papers_setting(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["distill", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "teacher = each CoT's own answer (the paper's)" in out
+    assert "--drop-judged-wrong" in out
+    assert "--drop-disagreeing" in out

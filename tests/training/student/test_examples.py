@@ -6,7 +6,7 @@ from mindmirror.student.distillation import (
     cot_from_text,
     self_evaluation_from_text,
 )
-from mindmirror.student.formats import Prefixes
+from mindmirror.student.formats import Prefixes, Verdict
 from mindmirror.student.tasks import get_task
 from mindmirror.training.student.examples import (
     TrainingPair,
@@ -14,7 +14,6 @@ from mindmirror.training.student.examples import (
     build_cot_validation,
     build_self_evaluation_pairs,
     cot_judge,
-    majority_label,
     split_records,
 )
 
@@ -155,20 +154,6 @@ def test_validation_uses_human_label_else_majority() -> None:
     }
 
 
-def test_majority_label_groups_equal_answers() -> None:
-    record = DistillationRecord(
-        id="m",
-        task="svamp",
-        question="q",
-        cots=[
-            TeacherCoT(text="", rationale="", answer="2 + 3"),
-            TeacherCoT(text="", rationale="", answer="1 + 1"),
-            TeacherCoT(text="", rationale="", answer="3 + 2"),  # same value as 2 + 3
-        ],
-    )
-    assert majority_label(SVAMP, record) == "2 + 3"
-
-
 def test_split_is_by_example_and_deterministic() -> None:
     records = [
         DistillationRecord(id=str(i), task="svamp", question=f"q{i}", cots=[]) for i in range(20)
@@ -190,3 +175,167 @@ def test_cot_judge() -> None:
     assert judge("42 * 1", pair) == (True, True)  # same value
     assert judge("84 - 2", pair) == (True, False)
     assert judge("no idea", pair) == (False, False)
+
+
+# ----- the cleaning rules in the pairs (training/student/cleaning.py) ----------------------
+def _chain(answer: str | None, rationale: str, *verdicts: Verdict) -> TeacherCoT:
+    evaluations = [SelfEvaluation(text="", rationale="r", verdict=v) for v in verdicts]
+    return TeacherCoT(text="", rationale=rationale, answer=answer, self_evaluations=evaluations)
+
+
+def _labels(result) -> list[tuple[str, str, str]]:
+    return [(p.record_id, p.label, p.rationale) for p in result.pairs]
+
+
+def test_the_papers_default_is_unchanged() -> None:
+    records = hand_written_set()
+    default = build_cot_pairs(records, SVAMP)
+    explicit = build_cot_pairs(
+        records,
+        SVAMP,
+        label_source="teacher",
+        num_self_evaluations=1,
+        drop_judged_wrong=False,
+        drop_disagreeing=False,
+    )
+    assert explicit == default  # the rules off: the verdicts are not read at all
+    # the pairs of test_cot_pairs_teacher_labels, pinned literally there; the description too
+    assert len(default.pairs) == 3
+    assert default.questions_without_pairs == 0
+    assert (
+        default.describe()
+        == "3 pairs from 4 teacher outputs (skipped: 1 CoTs without a parseable answer)"
+    )
+
+
+def test_drop_judged_wrong_leaves_out_what_the_verdicts_reject() -> None:
+    # c1b's verdicts are wrong + uncertain: dropped. c2a (wrong, wrong) has no parseable answer,
+    # counted under that first reason.
+    result = build_cot_pairs(hand_written_set(), SVAMP, drop_judged_wrong=True)
+    assert _labels(result) == [
+        ("q1", "5 + 3", "Tom had 5 and got 3, so 5 + 3 = 8."),
+        ("q2", "9 - 4", "Ana had 9 and gave 4, so 9 - 4 = 5."),
+    ]
+    assert result.skipped == {
+        "CoTs without a parseable answer": 1,
+        "CoTs judged wrong by the teacher's self-evaluations": 1,
+    }
+    assert "1 CoTs judged wrong by the teacher's self-evaluations" in result.describe()
+
+
+def test_a_question_whose_every_cot_is_dropped_gives_no_pair_but_keeps_stage_1() -> None:
+    rejected = DistillationRecord(
+        id="q3",
+        task="svamp",
+        question=Q2,
+        label="9 - 4",
+        cots=[_chain("9 + 4", "Adding.", Verdict.WRONG), _chain("4 - 9", "Back.", Verdict.WRONG)],
+    )
+    records = [*hand_written_set(), rejected]
+    result = build_cot_pairs(records, SVAMP, drop_judged_wrong=True)
+    assert "q3" not in {pair.record_id for pair in result.pairs}
+    assert result.questions_without_pairs == 1
+    assert result.describe().endswith("; 1 questions left without any pair")
+    # With majority labels no chain is left to vote: counted as judged wrong, not unlabelled.
+    voted = build_cot_pairs([rejected], SVAMP, label_source="majority", drop_judged_wrong=True)
+    assert (voted.pairs, voted.questions_without_pairs) == ([], 1)
+    assert voted.skipped == {"CoTs judged wrong by the teacher's self-evaluations": 2}
+    # Stage 1 is not cleaned: the rejected chains' self-evaluations are still trained on.
+    assert [p.record_id for p in build_self_evaluation_pairs([rejected], SVAMP).pairs] == [
+        "q3",
+        "q3",
+    ]
+
+
+def test_majority_labels_go_with_every_rationale_of_the_question() -> None:
+    result = build_cot_pairs(hand_written_set(), SVAMP, label_source="majority")
+    # q1: 5 + 3 against 5 - 3, a tie: the first answer. q2: only c2b voted; c2a's rationale
+    # needs no answer of its own, as with human labels.
+    assert _labels(result) == [
+        ("q1", "5 + 3", "Tom had 5 and got 3, so 5 + 3 = 8."),
+        ("q1", "5 + 3", "Tom had 5 and lost 3, so 5 - 3 = 2."),
+        ("q2", "9 - 4", "Ana gave some away, so she has fewer."),
+        ("q2", "9 - 4", "Ana had 9 and gave 4, so 9 - 4 = 5."),
+    ]
+    assert result.skipped == {}
+    unparsed = DistillationRecord(
+        id="q4", task="svamp", question=Q1, cots=[_chain(None, "Hm."), _chain(None, "Hm!")]
+    )
+    nothing = build_cot_pairs([unparsed], SVAMP, label_source="majority")
+    assert nothing.skipped == {"CoTs of questions without a majority answer": 2}
+
+
+def test_weighted_majority_labels_follow_the_verdicts() -> None:
+    split = DistillationRecord(
+        id="q5",
+        task="svamp",
+        question=Q2,
+        cots=[
+            _chain("9 + 4", "Adding.", Verdict.WRONG),
+            _chain("9 - 4", "Taking.", Verdict.CORRECT),
+        ],
+    )
+    assert {p.label for p in build_cot_pairs([split], SVAMP, label_source="majority").pairs} == {
+        "9 + 4"  # a tie: the first
+    }
+    weighted = build_cot_pairs([split], SVAMP, label_source="weighted-majority")
+    assert _labels(weighted) == [("q5", "9 - 4", "Adding."), ("q5", "9 - 4", "Taking.")]
+
+
+def test_agreement_filter_with_human_labels() -> None:
+    result = build_cot_pairs(hand_written_set(), SVAMP, label_source="human", drop_disagreeing=True)
+    assert _labels(result) == [("q1", "5 + 3", "Tom had 5 and got 3, so 5 + 3 = 8.")]
+    assert result.skipped == {
+        "CoTs of examples without a human label": 2,
+        "CoTs whose answer disagrees with the label": 1,
+    }
+    assert result.questions_without_pairs == 1  # q2 has no human label
+
+
+def test_agreement_filter_with_majority_labels() -> None:
+    votes = DistillationRecord(
+        id="q6",
+        task="svamp",
+        question=Q2,
+        cots=[
+            _chain("9 + 4", "Adding."),
+            _chain("( 9 - 4 )", "Taking."),
+            _chain(None, "Unsure."),
+            _chain("9 - 4", "Taking away."),
+        ],
+    )
+    result = build_cot_pairs([votes], SVAMP, label_source="majority", drop_disagreeing=True)
+    # the label is the first spelling of the majority answer
+    assert _labels(result) == [("q6", "( 9 - 4 )", "Taking."), ("q6", "( 9 - 4 )", "Taking away.")]
+    assert result.skipped == {
+        "CoTs whose answer disagrees with the label": 1,
+        "CoTs without a parseable answer": 1,  # cannot agree with anything
+    }
+    with pytest.raises(ValueError, match="its own answer"):
+        build_cot_pairs([votes], SVAMP, drop_disagreeing=True)
+
+
+def test_validation_labels_follow_the_label_source() -> None:
+    split = DistillationRecord(
+        id="v",
+        task="svamp",
+        question=Q2,
+        cots=[
+            _chain("9 + 4", "Adding.", Verdict.WRONG),
+            _chain("9 - 4", "Taking.", Verdict.CORRECT),
+        ],
+    )
+    labelled = split.model_copy(update={"id": "g", "label": "9 - 4"})
+
+    def gold(**options) -> list[tuple[str, str]]:
+        return [
+            (p.record_id, p.label)
+            for p in build_cot_validation([split, labelled], SVAMP, **options).pairs
+        ]
+
+    # the human label wins wherever there is one; elsewhere the vote training would take
+    assert gold() == [("v", "9 + 4"), ("g", "9 - 4")]
+    assert gold(label_source="majority") == [("v", "9 + 4"), ("g", "9 - 4")]
+    assert gold(label_source="weighted-majority") == [("v", "9 - 4"), ("g", "9 - 4")]
+    assert gold(label_source="majority", drop_judged_wrong=True) == [("v", "9 - 4"), ("g", "9 - 4")]
+    assert gold(label_source="human") == [("g", "9 - 4")]

@@ -2,7 +2,8 @@ import json
 from pathlib import Path
 
 import pytest
-from mindmirror.training.student.experiment import VARIANTS, run_experiment
+from mindmirror.training.student.distill import DistillConfig
+from mindmirror.training.student.experiment import DEFAULT_VARIANTS, VARIANTS, run_experiment
 
 from mindmirror.cli import main
 from tests.training.student.helpers import small_config
@@ -20,6 +21,27 @@ def test_variants_are_the_paper_baselines(train_data: Path, tmp_path: Path) -> N
     assert VARIANTS["cot-1"].overrides(base) == {"num_cots": 1, "self_evaluation": False}
     assert VARIANTS["cot-N"].overrides(base) == {"num_cots": None, "self_evaluation": False}
     assert VARIANTS["ours"].overrides(base) == {"num_cots": None, "self_evaluation": True}
+
+
+def test_cleaning_variants_set_their_rules_and_nothing_else(train_data: Path, tmp_path) -> None:
+    base = small_config(tmp_path, train_data, num_cots=None)
+    n_cots = {"num_cots": None, "self_evaluation": False}
+    assert VARIANTS["cot-N-majority"].overrides(base) == {**n_cots, "label_source": "majority"}
+    assert VARIANTS["cot-N-weighted"].overrides(base) == {
+        **n_cots,
+        "label_source": "weighted-majority",
+    }
+    assert VARIANTS["cot-N-drop"].overrides(base) == {**n_cots, "drop_judged_wrong": True}
+    assert VARIANTS["cot-N-agree"].overrides(base) == {
+        **n_cots,
+        "label_source": "weighted-majority",
+        "drop_disagreeing": True,
+    }
+    # every row's settings are a valid run of the base (the experiment builds them validated)
+    for variant in VARIANTS.values():
+        DistillConfig(**{**dict(base), **variant.overrides(base)})
+    assert set(DEFAULT_VARIANTS) <= set(VARIANTS)
+    assert DEFAULT_VARIANTS[:4] == ("standard", "cot-1", "cot-N", "ours")  # the paper's rows
 
 
 @pytest.mark.slow

@@ -49,3 +49,29 @@ def test_manifest_records_the_run(train_data: Path, tmp_path: Path) -> None:
     assert provenance.learning_rate == 3e-3
     assert provenance.world_size == 1
     assert provenance.teacher.startswith("simulated-arith")
+
+
+def test_manifest_records_the_cleaning_rules_and_what_they_left_out(
+    train_data: Path, tmp_path: Path
+) -> None:
+    config = small_config(
+        tmp_path,
+        train_data,
+        val_fraction=0.0,
+        label_source="weighted-majority",
+        drop_judged_wrong=True,
+        drop_disagreeing=True,
+    )
+    data = prepare_data(config, ARITH)
+    stages = [StageResult("cot", 12, 16, None, None, 8.0, 3.0)]
+    manifest = build_manifest(
+        config, ARITH, resolve_student(config.student), data, stages, 1e-3, None
+    )
+    provenance = manifest.provenance
+    assert provenance.label_source == "weighted-majority"
+    assert (provenance.drop_judged_wrong, provenance.drop_disagreeing) == (True, True)
+    assert provenance.skipped["cot"] == dict(data.build["cot"].skipped)
+    assert provenance.skipped["cot"]["CoTs judged wrong by the teacher's self-evaluations"] > 0
+    assert provenance.questions_without_pairs["cot"] == data.build["cot"].questions_without_pairs
+    # the bundle's manifest model takes the new label sources back (a bundle reloads)
+    assert type(manifest).model_validate(manifest.model_dump(mode="json")) == manifest

@@ -52,3 +52,21 @@ def test_scratch_tokenizer_is_trained_once_and_reused(
     missing = config.model_copy(update={"tokenizer": tmp_path / "nowhere"})
     with pytest.raises(MindmirrorError, match="tokenizer directory not found"):
         prepare_tokenizer(missing, source, records, task, tmp_path / "work")
+
+
+def test_the_run_record_holds_the_cleaning_rules_only_when_on(
+    train_data: Path, tmp_path: Path
+) -> None:
+    paper = small_config(tmp_path, train_data)
+    # a paper-setting run reads as it did before the rules existed: old work dirs resume
+    assert not {"drop_judged_wrong", "drop_disagreeing"} & set(paper.training_settings())
+    assert paper.training_settings()["label_source"] == "teacher"
+    cleaned = small_config(
+        tmp_path, train_data, label_source="majority", drop_judged_wrong=True, drop_disagreeing=True
+    )
+    settings = cleaned.training_settings()
+    assert (settings["drop_judged_wrong"], settings["drop_disagreeing"]) == (True, True)
+    work = tmp_path / "work"
+    check_run_record(work, paper.training_settings(), "abc")
+    with pytest.raises(RunMismatchError, match="drop_judged_wrong: None then, True now"):
+        check_run_record(work, cleaned.training_settings(), "abc")
