@@ -1,6 +1,6 @@
 """``run_demo``: every stage in order, timed, then the served student and its sample requests.
 
-data ─► teach ─► distill ─► evaluate ─► export ─► serve ─► sample requests
+data ─► teach ─► distill ─► evaluate ─► export ─► trust ─► serve ─► sample requests
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from mindmirror.demo.stages import (
     export_summary,
     teach_stage,
     tokenizer_stage,
+    trust_stage,
+    trust_summary,
 )
 from mindmirror.student.errors import MindmirrorError
 
@@ -86,11 +88,11 @@ def run_demo(
     result = DemoResult(work_dir=paths.root, bundle=paths.bundle)
     reports = result.stages
 
-    with _stage(reports, "data", "1/6 data: generate the arith task") as info:
+    with _stage(reports, "data", "1/7 data: generate the arith task") as info:
         _, info["summary"], info["reused"] = data_stage(settings, paths, state)
-    with _stage(reports, "teach", f"2/6 teach: {settings.teacher} teacher") as info:
+    with _stage(reports, "teach", f"2/7 teach: {settings.teacher} teacher") as info:
         teach_key, info["summary"], info["reused"] = teach_stage(settings, paths, state)
-    with _stage(reports, "distill", "3/6 distill: tokenizer, stage 1, stage 2") as info:
+    with _stage(reports, "distill", "3/7 distill: tokenizer, stage 1, stage 2") as info:
         tokenizer_key, _ = tokenizer_stage(settings, paths, state, teach_key)
         _, manifest, info["reused"] = distill_stage(settings, paths, state, tokenizer_key)
         steps = manifest.provenance.training_steps
@@ -101,12 +103,15 @@ def run_demo(
             f"{steps.get('cot', 0)} steps"
             + (f"; held-out verdict agreement {verdicts:.1%}" if verdicts is not None else "")
         )
-    with _stage(reports, "evaluate", "4/6 evaluate on the test split") as info:
+    with _stage(reports, "evaluate", "4/7 evaluate on the test split") as info:
         result.accuracy, info["reused"] = evaluate_stage(settings, paths)
         info["summary"] = f"test accuracy {result.accuracy:.1%} ({settings.test} problems)"
-    with _stage(reports, "export", "5/6 export to ONNX (fp32 + int8, parity check)") as info:
+    with _stage(reports, "export", "5/7 export to ONNX (fp32 + int8, parity check)") as info:
         record, info["reused"] = export_stage(settings, paths)
         info["summary"] = export_summary(record)
+    with _stage(reports, "trust", "6/7 trust: verdicts vs truth, explanations") as info:
+        trust, info["reused"] = trust_stage(settings, paths)
+        info["summary"] = trust_summary(trust)
     if not settings.serve:
         return result
     if not service_available():
@@ -120,7 +125,7 @@ def run_demo(
     url = f"http://{settings.host}:{port}"
     process: subprocess.Popen | None = None
     try:
-        with _stage(reports, "serve", f"6/6 serve on {url}") as info:
+        with _stage(reports, "serve", f"7/7 serve on {url}") as info:
             process = start_service(paths.bundle, settings.host, port, settings.threads)
             ready = wait_ready(url, process)
             result.url = url

@@ -75,8 +75,10 @@ class DemoSettings:
     # torch's choice (all cores) unless set: on a quiet 2-core machine the demo student trained
     # 1.3x faster on two threads than on one; on a busy machine one thread is the better choice.
     threads: int | None = None
-    # --- export and service ---
+    # --- export, trust and service ---
     export_examples: int = 200
+    #: test problems the trust stage measures verdicts and explanations on (2 reasonings each)
+    trust_questions: int = 200
     host: str = "127.0.0.1"
     port: int = 8000
     serve: bool = True

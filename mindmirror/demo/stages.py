@@ -30,6 +30,8 @@ __all__ = [
     "teach_config",
     "teach_stage",
     "tokenizer_stage",
+    "trust_stage",
+    "trust_summary",
 ]
 
 logger = logging.getLogger(__name__)
@@ -313,4 +315,49 @@ def export_summary(record: dict[str, Any]) -> str:
         f"{name} exact match {variant['exact_match']:.1%} with PyTorch on the validation split"
         + (f", accuracy {accuracy:.1%}" if accuracy is not None else "")
         + refused
+    )
+
+
+def trust_stage(settings: DemoSettings, paths: DemoPaths) -> tuple[dict[str, Any], bool]:
+    """What the served student's reasoning is worth (:mod:`mindmirror.trust`), on the first
+    ``trust_questions`` test problems through the runtime the service will use: its verdicts on
+    two reasonings per problem from a simulated teacher with a seed of its own (about half of
+    them wrong), and its greedy explanations. Reused while the bundle's manifest is unchanged."""
+    import json
+
+    from mindmirror.service.runtime import StudentModel
+    from mindmirror.service.settings import Settings
+    from mindmirror.student.bundle import MANIFEST_NAME, sha256_file
+    from mindmirror.student.distillation import load_task_examples
+    from mindmirror.student.files import atomic_write_text
+    from mindmirror.student.tasks import get_task
+    from mindmirror.training.teacher.simulated import reasonings_of_known_truth
+    from mindmirror.trust import Reasoning, measure_trust
+
+    record = paths.root / "trust.json"
+    key = stage_key("trust", sha256_file(paths.bundle / MANIFEST_NAME), settings.trust_questions)
+    if record.is_file():
+        saved = json.loads(record.read_text(encoding="utf-8"))
+        if saved.get("key") == key:
+            return saved["report"], True
+    examples = load_task_examples(get_task(TASK), paths.split("test"))[: settings.trust_questions]
+    made = reasonings_of_known_truth(examples, 2)
+    model = StudentModel.open(Settings(bundle=paths.bundle, num_threads=settings.threads or 0))
+    report = measure_trust(
+        model, examples, [Reasoning(e, text, right) for e, text, right in made], num_samples=1
+    ).to_dict()
+    atomic_write_text(record, json.dumps({"key": key, "report": report}, indent=2) + "\n")
+    return report, False
+
+
+def trust_summary(report: dict[str, Any]) -> str:
+    def share(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.1%}"
+
+    auroc = report["verdict_auroc"]
+    return (
+        f"verdict AUROC {'n/a' if auroc is None else f'{auroc:.3f}'}, balanced accuracy "
+        f"{share(report['verdict_balanced_accuracy'])} on {report['reasonings']} reasonings; "
+        f"explain consistent {share(report['explain_consistent'])}, steps right "
+        f"{share(report['step_accuracy'])} ({report['questions']} problems)"
     )
