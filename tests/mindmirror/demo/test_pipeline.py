@@ -30,8 +30,8 @@ def store_calls(work_dir: Path) -> int:
 def test_tiny_pipeline_end_to_end(first_run) -> None:
     settings, result = first_run
     stages = stage_map(result)
-    expected = ["data", "teach", "distill", "evaluate", "export"]
-    assert list(stages)[:5] == expected
+    expected = ["data", "teach", "distill", "evaluate", "export", "trust"]
+    assert list(stages)[:6] == expected
     assert not any(stages[name].reused for name in expected)
     manifest = load_manifest(result.bundle)  # every checksum verifies
     assert manifest.task == "arith"
@@ -43,6 +43,12 @@ def test_tiny_pipeline_end_to_end(first_run) -> None:
     (evaluation,) = [e for e in manifest.evaluations if e.split == "test"]
     assert evaluation.examples == 40
     assert result.accuracy == evaluation.accuracy
+    # The trust stage judged reasonings of known truth and checked the explanations.
+    trust = stages["trust"].summary
+    assert "verdict AUROC" in trust
+    assert "on 24 reasonings" in trust  # 12 problems, 2 reasonings each
+    assert "explain consistent" in trust
+    assert manifest.verdict_calibration is not None
     if not settings.serve:
         pytest.skip("the service package is not in this checkout yet: checked up to the export")
     # A real uvicorn server answered the three sample requests.
@@ -51,7 +57,8 @@ def test_tiny_pipeline_end_to_end(first_run) -> None:
     assert [e["path"] for e in result.exchanges] == ["/v1/predict", "/v1/explain", "/v1/evaluate"]
     assert len(predict["response"]["predictions"]) == 1
     assert isinstance(explain["response"]["rationale"], str)
-    assert evaluate["response"]["verdict"] in {v.value for v in Verdict} | {None}
+    assert evaluate["response"]["verdict"] in {Verdict.CORRECT.value, Verdict.WRONG.value}
+    assert 0.0 <= evaluate["response"]["score"] <= 1.0
     for exchange in result.exchanges:
         assert exchange["curl"].startswith(f"curl -s {result.url}{exchange['path']} ")
 
@@ -63,7 +70,8 @@ def test_rerun_reuses_every_finished_stage(first_run) -> None:
     bundle_files = load_manifest(first.bundle).files
     again = run_demo(replace(settings, serve=False))
     stages = stage_map(again)
-    assert all(stages[name].reused for name in ("data", "teach", "distill", "evaluate", "export"))
+    reusable = ("data", "teach", "distill", "evaluate", "export", "trust")
+    assert all(stages[name].reused for name in reusable)
     assert store_calls(settings.work_dir) == calls  # the teacher made no call
     assert load_manifest(again.bundle).files == bundle_files  # nothing rewritten
     assert again.accuracy == first.accuracy

@@ -15,6 +15,7 @@ TINY = DemoSettings(
     batch_size=16,
     vocab_size=400,
     export_examples=12,
+    trust_questions=12,
     threads=1,
     port=18431,
     keep_serving=False,
