@@ -16,11 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from mindmirror.engine.decoding import Forcer
 from mindmirror.service.backends import Row
 from mindmirror.service.rejections import LimitExceeded, SelfEvaluationMissing
 from mindmirror.service.runtime import StudentModel
 from mindmirror.service.selfconsistency import Candidate, aggregate
 from mindmirror.student.formats import Mode, Verdict, read_verdict
+from mindmirror.student.tasks.base import RationaleCheck
 
 __all__ = ["Answer", "Evaluation", "Explanation", "Generate", "Inference", "Sampling"]
 
@@ -88,8 +90,10 @@ def _sample_seed(seed: int, stream: int, index: int) -> int:
     return (seed * 1_000_003 + stream * 7_919 + index) % 2**32
 
 
-def _candidate(answer: Answer, rationale: str, verdict: Verdict | None) -> Candidate:
-    return Candidate(answer.label_text, answer.label, answer.answer, rationale, verdict)
+def _candidate(
+    answer: Answer, rationale: str, verdict: Verdict | None, check: RationaleCheck
+) -> Candidate:
+    return Candidate(answer.label_text, answer.label, answer.answer, rationale, verdict, check)
 
 
 class Inference:
@@ -127,7 +131,9 @@ class Inference:
         generate: Generate,
     ) -> Explanation:
         """A rationale and a label; with K samples, the one the student's own verdicts pick
-        (the steps are in docs/service.md and :mod:`mindmirror.service.selfconsistency`)."""
+        (the steps are in docs/service.md and :mod:`mindmirror.service.selfconsistency`).
+        Rationale rows carry the model's calculator (when it runs), and every candidate the
+        task's check of whether its rationale supports its label."""
         model = self.model
         max_new = self._rationale_budget(max_new_tokens)
         k = sampling.num_samples
@@ -141,27 +147,32 @@ class Inference:
             ["input", "input"],
         )
         predict_max = model.limits.max_new_tokens_predict
+        forcer = model.rationale_forcer()
         if k == 1:
-            rows = [Row(label_ids, predict_max), Row(rationale_ids, max_new)]
+            rows = [Row(label_ids, predict_max), Row(rationale_ids, max_new, forcer=forcer)]
             label_text, rationale = model.decode(await generate("explain", rows))
-            chosen = _candidate(self._answer(label_text), rationale, None)
-            return Explanation(chosen=chosen, num_samples=1)
+            answer = self._answer(label_text)
+            check = model.check_rationale(question, rationale, answer.label)
+            return Explanation(chosen=_candidate(answer, rationale, None, check), num_samples=1)
 
         seed = sampling.seed if sampling.seed is not None else secrets.randbits(32)
 
-        def sampled(ids: list[int], budget: int, index: int, stream: int) -> Row:
+        def sampled(
+            ids: list[int], budget: int, index: int, stream: int, forcer: Forcer | None = None
+        ) -> Row:
             if index == 0:  # sample 0 is the greedy answer
-                return Row(ids, budget)
+                return Row(ids, budget, forcer=forcer)
             return Row(
                 ids,
                 budget,
                 temperature=sampling.temperature,
                 top_k=sampling.top_k,
                 seed=_sample_seed(seed, stream, index),
+                forcer=forcer,
             )
 
         rows = [sampled(label_ids, predict_max, i, _LABEL_STREAM) for i in range(k)]
-        rows += [sampled(rationale_ids, max_new, i, _RATIONALE_STREAM) for i in range(k)]
+        rows += [sampled(rationale_ids, max_new, i, _RATIONALE_STREAM, forcer) for i in range(k)]
         outputs = model.decode(await generate("explain", rows))
         answers = [self._answer(text) for text in outputs[:k]]
         rationales = outputs[k:]
@@ -170,7 +181,7 @@ class Inference:
         if scored:
             verdicts = await self._judge(question, answers, rationales, generate)
         candidates = tuple(
-            _candidate(a, rationale, verdict)
+            _candidate(a, rationale, verdict, model.check_rationale(question, rationale, a.label))
             for a, rationale, verdict in zip(answers, rationales, verdicts, strict=True)
         )
         decision = aggregate(candidates, sampling.aggregate, scored=scored)
