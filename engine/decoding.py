@@ -1,8 +1,9 @@
 """The one decoding loop: rows of input ids in, generated ids out, one decoder step at a time.
 
-The loop owns every decision about tokens: which token each row takes (argmax, or a sample
-from the row's own seeded generator), when a row is finished (its end token, its own
-``max_new_tokens``, or its ``cancelled`` event), and that finished rows leave the batch. What a
+The loop owns every decision about tokens: which token each row takes (argmax, a sample from
+the row's own seeded generator, or what the row's :data:`Forcer` dictates), when a row is
+finished (its end token, its own ``max_new_tokens``, or its ``cancelled`` event), and that
+finished rows leave the batch. What a
 decoder step costs and where its tensors live is a :class:`StepCache`'s business: the loop only
 asks it for the next logits of the rows still running, and tells it which of them go on. ONNX
 Runtime's host-memory and device-memory caches (:mod:`mindmirror.engine.onnx`) are two such
@@ -15,6 +16,7 @@ gives them as transformers' ``generate`` does (end token kept), which is what pa
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -23,6 +25,7 @@ import numpy as np
 from mindmirror.engine.ids import ModelIds
 
 __all__ = [
+    "Forcer",
     "Generation",
     "Row",
     "Sampler",
@@ -42,6 +45,11 @@ StepObserver = Callable[[int, np.ndarray, np.ndarray], None]
 
 Finish = Literal["eos", "length", "cancelled"]
 
+#: called with a row's generated ids after each token it appends (never while tokens it asked
+#: for are still queued); returns the ids the row must take next (often none). The service's
+#: calculator is one: after "10 + 9 =" it forces the ids of " 19".
+Forcer = Callable[[Sequence[int]], Sequence[int]]
+
 
 @dataclass(eq=False)
 class Row:
@@ -60,6 +68,9 @@ class Row:
     #: the end token is not chosen for this many steps (transformers' ``min_new_tokens``): the
     #: benchmarks force a fixed number of steps with it
     min_new_tokens: int = 0
+    #: dictates tokens to this row (see :data:`Forcer`); forced tokens count towards
+    #: ``max_new_tokens`` like chosen ones
+    forcer: Forcer | None = None
 
     @property
     def sampled(self) -> bool:
@@ -123,7 +134,9 @@ class Sampler:
     """Greedy argmax, or per-row temperature/top-k sampling with the row's own generator.
 
     A row's generator (``np.random.default_rng(row.seed)``) draws once per step the row runs,
-    so a seeded row's sample does not depend on which other rows share its batch.
+    so a seeded row's sample does not depend on which other rows share its batch. It draws on a
+    step whose token is forced too (the loop then discards the draw): the stream stays one draw
+    per step, and a seeded row with a forcer is as repeatable as one without.
     """
 
     def __init__(self, rows: Sequence[Row], eos: int) -> None:
@@ -171,9 +184,12 @@ def generate(
     ``start(input_ids, attention_mask)`` encodes the padded batch of the rows that run and
     returns their :class:`StepCache`. A row stops at its end token (not kept), at its own
     ``max_new_tokens``, or at the first step after its ``cancelled`` event is set; from then on
-    it leaves the batch.
+    it leaves the batch. A row's queued forced ids replace the sampler's choice one step each,
+    and the cache is fed what the row took, so the steps after a forced token are exactly those
+    of a decoder that had chosen it.
     """
     tokens_of: list[list[int]] = [[] for _ in rows]
+    forced: list[deque[int]] = [deque() for _ in rows]
     finish: list[Finish] = ["length"] * len(rows)
     for index, row in enumerate(rows):
         if row.cancelled.is_set():
@@ -195,7 +211,10 @@ def generate(
             chosen = sampler.choose(step, logits, live)
             keep = np.ones(len(live), dtype=bool)
             for position, index in enumerate(live.tolist()):
-                row, token = rows[index], int(chosen[position])
+                row = rows[index]
+                if forced[index]:
+                    chosen[position] = forced[index].popleft()
+                token = int(chosen[position])
                 if row.cancelled.is_set():
                     finish[index], keep[position] = "cancelled", False
                 elif token == ids.eos:
@@ -203,6 +222,8 @@ def generate(
                 else:
                     tokens_of[index].append(token)
                     keep[position] = len(tokens_of[index]) < row.max_new_tokens
+                    if keep[position] and row.forcer is not None and not forced[index]:
+                        forced[index].extend(int(t) for t in row.forcer(tuple(tokens_of[index])))
             if not keep.any():
                 break
             if not keep.all():

@@ -17,12 +17,14 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from mindmirror.engine.decoding import Forcer
 from mindmirror.service.backends import Row
 from mindmirror.service.metrics import SCORING_QUEUE
 from mindmirror.service.rejections import LimitExceeded, SelfEvaluationMissing
 from mindmirror.service.runtime import StudentModel
 from mindmirror.service.selfconsistency import Candidate, aggregate
 from mindmirror.student.formats import Mode, Verdict, read_verdict
+from mindmirror.student.tasks.base import RationaleCheck
 from mindmirror.student.verdict_scores import VerdictScore
 
 __all__ = ["Answer", "Evaluation", "Explanation", "Generate", "Inference", "Sampling"]
@@ -98,13 +100,16 @@ def _sample_seed(seed: int, stream: int, index: int) -> int:
     return (seed * 1_000_003 + stream * 7_919 + index) % 2**32
 
 
-def _candidate(answer: Answer, rationale: str, scores: VerdictScore | None) -> Candidate:
+def _candidate(
+    answer: Answer, rationale: str, scores: VerdictScore | None, check: RationaleCheck
+) -> Candidate:
     return Candidate(
         answer.label_text,
         answer.label,
         answer.answer,
         rationale,
         verdict=scores.verdict if scores is not None else None,
+        check=check,
         score=scores.score if scores is not None else None,
     )
 
@@ -157,7 +162,9 @@ class Inference:
         generate: Generate,
     ) -> Explanation:
         """A rationale and a label; with K samples, the one the student's own verdicts pick
-        (the steps are in docs/service.md and :mod:`mindmirror.service.selfconsistency`)."""
+        (the steps are in docs/service.md and :mod:`mindmirror.service.selfconsistency`).
+        Rationale rows carry the model's calculator (when it runs), and every candidate the
+        task's check of whether its rationale supports its label."""
         model = self.model
         max_new = self._rationale_budget(max_new_tokens)
         k = sampling.num_samples
@@ -171,27 +178,32 @@ class Inference:
             ["input", "input"],
         )
         predict_max = model.limits.max_new_tokens_predict
+        forcer = model.rationale_forcer()
         if k == 1:
-            rows = [Row(label_ids, predict_max), Row(rationale_ids, max_new)]
+            rows = [Row(label_ids, predict_max), Row(rationale_ids, max_new, forcer=forcer)]
             label_text, rationale = model.decode(await generate("explain", rows))
-            chosen = _candidate(self._answer(label_text), rationale, None)
-            return Explanation(chosen=chosen, num_samples=1)
+            answer = self._answer(label_text)
+            check = model.check_rationale(question, rationale, answer.label)
+            return Explanation(chosen=_candidate(answer, rationale, None, check), num_samples=1)
 
         seed = sampling.seed if sampling.seed is not None else secrets.randbits(32)
 
-        def sampled(ids: list[int], budget: int, index: int, stream: int) -> Row:
+        def sampled(
+            ids: list[int], budget: int, index: int, stream: int, forcer: Forcer | None = None
+        ) -> Row:
             if index == 0:  # sample 0 is the greedy answer
-                return Row(ids, budget)
+                return Row(ids, budget, forcer=forcer)
             return Row(
                 ids,
                 budget,
                 temperature=sampling.temperature,
                 top_k=sampling.top_k,
                 seed=_sample_seed(seed, stream, index),
+                forcer=forcer,
             )
 
         rows = [sampled(label_ids, predict_max, i, _LABEL_STREAM) for i in range(k)]
-        rows += [sampled(rationale_ids, max_new, i, _RATIONALE_STREAM) for i in range(k)]
+        rows += [sampled(rationale_ids, max_new, i, _RATIONALE_STREAM, forcer) for i in range(k)]
         outputs = model.decode(await generate("explain", rows))
         answers = [self._answer(text) for text in outputs[:k]]
         rationales = outputs[k:]
@@ -200,7 +212,7 @@ class Inference:
         if scored:
             judged = list(await self._judge(question, answers, rationales, generate))
         candidates = tuple(
-            _candidate(a, rationale, scores)
+            _candidate(a, rationale, scores, model.check_rationale(question, rationale, a.label))
             for a, rationale, scores in zip(answers, rationales, judged, strict=True)
         )
         decision = aggregate(candidates, sampling.aggregate, scored=scored)

@@ -25,11 +25,13 @@ from mindmirror.service.schemas import (
     Prediction,
     PredictRequest,
     PredictResponse,
+    RationaleCheckBody,
     Sample,
     VerdictProbabilities,
 )
 from mindmirror.service.selfconsistency import Candidate
 from mindmirror.service.state import Ready, StateDep
+from mindmirror.student.tasks.base import NO_CHECK
 
 from mindmirror import __version__
 
@@ -85,6 +87,8 @@ async def explain(
         answer=chosen.answer,
         valid=chosen.valid,
         rationale=chosen.rationale,
+        consistent=chosen.consistent,
+        check=_check(chosen),
         num_samples=result.num_samples,
         confidence=None if result.confidence is None else round(result.confidence, 6),
         support=result.support,
@@ -176,6 +180,15 @@ def _sample(candidate: Candidate) -> Sample:
         rationale=candidate.rationale,
         verdict=candidate.verdict,
         score=candidate.score,
+        consistent=candidate.consistent,
+        check=_check(candidate),
+    )
+
+
+def _check(candidate: Candidate) -> RationaleCheckBody:
+    check = candidate.check or NO_CHECK
+    return RationaleCheckBody(
+        steps=check.steps, steps_right=check.steps_right, stated=check.stated, reason=check.reason
     )
 
 

@@ -5,13 +5,17 @@ checksums, tokenizer, backend choice, limits against the manifest), so a bad bun
 fails before the server binds its port. :meth:`StudentModel.setup` and :meth:`warmup` then load
 and exercise the runtime on the model worker thread while the server already answers
 ``/healthz``.
+
+For rationale rows of arithmetic tasks the model also lends the task's calculator
+(:meth:`~mindmirror.student.tasks.base.Task.calculator`) to the decoding loop as a
+:data:`~mindmirror.engine.decoding.Forcer`: :class:`CalculatorForcer` turns its text into ids.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +27,7 @@ from mindmirror.service.settings import Settings, SettingsError
 from mindmirror.service.text import TextCodec
 from mindmirror.student.bundle import MANIFEST_NAME, Manifest, load_manifest, sha256_file
 from mindmirror.student.tasks import Task, UnknownTaskError, get_task
-from mindmirror.student.tasks.base import TaskDataError
+from mindmirror.student.tasks.base import NO_CHECK, Example, RationaleCheck, TaskDataError
 from mindmirror.student.verdict_scores import (
     UNCALIBRATED,
     VerdictCalibration,
@@ -32,7 +36,7 @@ from mindmirror.student.verdict_scores import (
     verdict_token_ids,
 )
 
-__all__ = ["Limits", "StudentModel", "resolve_limits"]
+__all__ = ["CalculatorForcer", "Limits", "StudentModel", "resolve_limits"]
 
 logger = logging.getLogger("mindmirror.service")
 
@@ -84,9 +88,54 @@ class _PassThroughTask:
     def format_cot(self, rationale: str, label: str, example: Any = None) -> str:
         return f"{rationale.strip()} The answer is {label}.".strip()
 
+    has_calculator = False
+
+    def check_rationale(
+        self, rationale: str, label: str | None, example: Any = None
+    ) -> RationaleCheck:
+        return NO_CHECK
+
+
+class CalculatorForcer:
+    """A task's calculator as a decoding :data:`~mindmirror.engine.decoding.Forcer`: when a
+    rationale's text ends with "a op b =", the ids of the result the calculator writes.
+
+    Called after every token of the row, so it decodes the row only when the last token can end
+    an "=" (:meth:`TextCodec.ends_with`), a few times per rationale. Stateless: one instance
+    serves every row and thread."""
+
+    def __init__(self, codec: TextCodec, calculator: Callable[[str], str | None]) -> None:
+        self.codec = codec
+        self.calculator = calculator
+
+    def __call__(self, ids: Sequence[int]) -> list[int]:
+        if not ids or not self.codec.ends_with(ids, "="):
+            return []
+        text = self.codec.decode([ids])[0]
+        forced = self.calculator(text)
+        return self.codec.continuation(ids, text, forced) if forced else []
+
+
+def _calculator_state(
+    wanted: bool, task: Task | _PassThroughTask, backend: Any
+) -> tuple[bool, str]:
+    """Whether the calculator runs, and why (not). A backend that does not say it can force
+    tokens cannot."""
+    if not task.has_calculator:
+        return False, f"task {task.name} has no calculator"
+    if not wanted:
+        return False, "turned off (MINDMIRROR_CALCULATOR=false)"
+    if not getattr(backend, "supports_forcing", False):
+        return False, f"the {backend.name} backend cannot force tokens"
+    return True, "fills in the result of each arithmetic step of a rationale"
+
 
 class StudentModel:
-    """One loaded bundle: manifest, task, tokenizer and backend."""
+    """One loaded bundle: manifest, task, tokenizer and backend.
+
+    ``calculator``: lend the task's calculator to rationale rows, where the task has one and
+    the backend can force tokens (:attr:`calculator` says whether it runs, and
+    :attr:`calculator_note` why not)."""
 
     def __init__(
         self,
@@ -96,6 +145,7 @@ class StudentModel:
         codec: TextCodec,
         backend: Backend[Any, Any],
         limits: Limits,
+        calculator: bool = False,
     ) -> None:
         self.bundle = bundle
         self.manifest = manifest
@@ -109,6 +159,8 @@ class StudentModel:
         if manifest.self_evaluation:
             self.verdict_tokens = verdict_token_ids(lambda text: codec.encode([text])[0])
         self.calibration: VerdictCalibration = manifest.verdict_calibration or UNCALIBRATED
+        self.calculator, self.calculator_note = _calculator_state(calculator, task, backend)
+        self._forcer = CalculatorForcer(codec, task.calculator) if self.calculator else None
 
     @classmethod
     def open(
@@ -147,7 +199,10 @@ class StudentModel:
                 "the manifest asks for beam search (num_beams=%d); the service decodes greedily",
                 manifest.generation.num_beams,
             )
-        return cls(bundle, manifest, task, codec, create(spec, codec), limits)
+        model = cls(bundle, manifest, task, codec, create(spec, codec), limits, settings.calculator)
+        if settings.calculator and task.has_calculator and not model.calculator:
+            logger.warning("/v1/explain runs without the calculator: %s", model.calculator_note)
+        return model
 
     # ----- on the model worker -----------------------------------------------------------------
     def setup(self) -> None:
@@ -234,6 +289,15 @@ class StudentModel:
         """One scored row, read with the bundle's calibration."""
         return score_verdict(logprobs, self.calibration)
 
+    def rationale_forcer(self) -> CalculatorForcer | None:
+        """The forcer of a rationale row: the calculator, when it runs."""
+        return self._forcer
+
+    def check_rationale(self, question: str, rationale: str, label: str | None) -> RationaleCheck:
+        """Whether ``rationale`` supports ``label`` (the task's rule), for a request's question
+        (a CQA question carries its choices)."""
+        return self.task.check_rationale(rationale, label, Example(id="request", question=question))
+
     def info(self) -> dict[str, Any]:
         manifest = self.manifest
         provenance = manifest.provenance
@@ -252,6 +316,7 @@ class StudentModel:
             "truncate_input": self.limits.truncate_input,
             "max_new_tokens_predict": self.limits.max_new_tokens_predict,
             "max_new_tokens_explain": self.limits.max_new_tokens_explain,
+            "calculator": {"enabled": self.calculator, "note": self.calculator_note},
             "provenance": {
                 key: getattr(provenance, key)
                 for key in (

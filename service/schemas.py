@@ -23,6 +23,7 @@ __all__ = [
     "PredictRequest",
     "PredictResponse",
     "Prediction",
+    "RationaleCheckBody",
     "Sample",
 ]
 
@@ -106,6 +107,27 @@ class ExplainRequest(_Strict):
     return_samples: bool = Field(False, description="Include every sample in the response.")
 
 
+class RationaleCheckBody(BaseModel):
+    """How the task checked that the rationale supports the label (docs/service.md)."""
+
+    steps: int = Field(description='Computation steps ("a op b = c") the rationale states.')
+    steps_right: int = Field(description="Of those, the ones whose result is right.")
+    stated: str | None = Field(
+        description="What the rationale itself concludes (its last step's result, its choice); "
+        "null when it states nothing the task reads."
+    )
+    reason: str = Field(
+        description="Why the rationale does not support the label, or why nothing was checked "
+        '("task has no check"); empty when it does.'
+    )
+
+
+_CONSISTENT = (
+    "Whether the rationale supports the label by the task's check: true, false, or null when "
+    "no check applies (the task has none, or the rationale gives it nothing to check)."
+)
+
+
 class Sample(BaseModel):
     label: str
     answer: Any
@@ -117,6 +139,8 @@ class Sample(BaseModel):
     score: float | None = Field(
         None, description="The student's calibrated probability that this sample is right."
     )
+    consistent: bool | None = Field(description=_CONSISTENT)
+    check: RationaleCheckBody
 
 
 class ExplainResponse(BaseModel):
@@ -124,6 +148,8 @@ class ExplainResponse(BaseModel):
     answer: Any
     valid: bool
     rationale: str
+    consistent: bool | None = Field(description=_CONSISTENT)
+    check: RationaleCheckBody
     num_samples: int
     confidence: float | None = Field(
         None,

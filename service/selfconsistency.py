@@ -10,8 +10,12 @@ candidate's chain of thought (rationale + the task's answer sentence) with its s
 A candidate weighs its **score**: the student's calibrated probability that its reasoning is
 right (so a sample the student is sure of counts more than one it hesitates on). A candidate
 with a verdict but no score (a caller that has only the word) weighs ``correct`` 1,
-``uncertain`` (or no readable verdict) 0.5, ``wrong`` 0. Candidates are grouped by the
-task's answer (SVAMP: the equation's value, so ``3 + 4`` and ``4 + 3`` agree). Then:
+``uncertain`` (or no readable verdict) 0.5, ``wrong`` 0. The task's rationale check
+(``Task.check_rationale``: does the rationale support the label?) multiplies that weight: a
+consistent candidate, or one the task cannot check, keeps it; an inconsistent one counts half,
+since its label and rationale disagree and at most one of them can be right. Candidates are
+grouped by the task's answer (SVAMP: the equation's value, so ``3 + 4`` and ``4 + 3`` agree).
+Then:
 
 * ``vote``: the answer with the largest summed weight wins; ties go to the answer more samples
   gave, then to the one sampled first. If every candidate was judged wrong (all weights 0), the
@@ -19,11 +23,15 @@ task's answer (SVAMP: the equation's value, so ``3 + 4`` and ``4 + 3`` agree). T
 * ``best``: the single candidate with the best verdict wins; ties go to the candidate whose
   answer has more weight, then more samples, then the earlier sample.
 
+The sample returned for the winning answer is a consistent one when there is one (then one the
+task cannot check, then an inconsistent one), among those the best judged, then the earliest.
+
 ``confidence`` is the winning answer's summed weight divided by K: the share of samples that
-gave this answer, weighed by how sure the student is that each is right. 1.0 means all K samples
-agree and all were judged correct; it is 0.0 when the answer won only by plain majority. Without
-self-evaluation in the bundle every weight is 1 and this is ordinary self-consistency (the
-confidence is the agreement share). Unparseable labels never win unless nothing parsed.
+gave this answer, weighed by how sure the student is that each is right (inconsistent ones
+counting half). 1.0 means all K samples agree, the student is sure of each and every
+rationale supports the answer. Without self-evaluation in the bundle every verdict weight is 1
+and this is ordinary self-consistency weighed by consistency (the confidence is the agreement
+share when every rationale is consistent). Unparseable labels never win unless nothing parsed.
 """
 
 from __future__ import annotations
@@ -33,8 +41,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mindmirror.student.formats import Verdict
+from mindmirror.student.tasks.base import RationaleCheck
 
-__all__ = ["VERDICT_WEIGHTS", "Candidate", "Decision", "aggregate"]
+__all__ = ["CONSISTENCY_WEIGHTS", "VERDICT_WEIGHTS", "Candidate", "Decision", "aggregate"]
 
 VERDICT_WEIGHTS: dict[Verdict | None, float] = {
     Verdict.CORRECT: 1.0,
@@ -42,6 +51,11 @@ VERDICT_WEIGHTS: dict[Verdict | None, float] = {
     None: 0.5,
     Verdict.WRONG: 0.0,
 }
+
+#: what a candidate's rationale check (``consistent``) multiplies its weight by
+CONSISTENCY_WEIGHTS: dict[bool | None, float] = {True: 1.0, None: 1.0, False: 0.5}
+#: which sample of the winning answer is returned first: consistent, unchecked, inconsistent
+_CONSISTENCY_RANK: dict[bool | None, int] = {True: 2, None: 1, False: 0}
 
 
 @dataclass(frozen=True)
@@ -53,6 +67,12 @@ class Candidate:
     verdict: Verdict | None = None
     #: the student's calibrated probability that this candidate's reasoning is right
     score: float | None = None
+    check: RationaleCheck | None = None  # whether the rationale supports the label
+
+    @property
+    def consistent(self) -> bool | None:
+        """The rationale check's answer; ``None`` when unchecked."""
+        return None if self.check is None else self.check.consistent
 
     @property
     def valid(self) -> bool:
@@ -86,10 +106,12 @@ def aggregate(
 
     def weight(candidate: Candidate) -> float:
         if not scored:
-            return 1.0
-        if candidate.score is not None:
-            return candidate.score
-        return VERDICT_WEIGHTS[candidate.verdict]
+            verdict = 1.0
+        elif candidate.score is not None:
+            verdict = candidate.score
+        else:
+            verdict = VERDICT_WEIGHTS[candidate.verdict]
+        return verdict * CONSISTENCY_WEIGHTS[candidate.consistent]
 
     scores: dict[Any, float] = {}
     counts: dict[Any, int] = {}
@@ -122,9 +144,9 @@ def aggregate(
     else:
         raise ValueError(f"unknown aggregation {method!r}")
 
-    # Return the winning answer's best-judged, earliest sample.
+    # Return the winning answer's consistent (else unchecked), best-judged, earliest sample.
     index = max(
         (i for i, c in enumerate(candidates) if c.key == winner),
-        key=lambda i: (weight(candidates[i]), -i),
+        key=lambda i: (_CONSISTENCY_RANK[candidates[i].consistent], weight(candidates[i]), -i),
     )
     return Decision(index=index, confidence=scores[winner] / total, support=counts[winner])

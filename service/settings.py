@@ -168,6 +168,15 @@ class Settings(BaseSettings):
         "one label, one rationale and one self-evaluation generation.",
     )
 
+    calculator: bool = Field(
+        True,
+        description='Let a calculator write the result of each arithmetic step ("10 + 9 =") '
+        "of a /v1/explain rationale, for tasks that have one (svamp, arith) on backends that "
+        "can force tokens (ONNX, PyTorch). The student's own arithmetic is often wrong; the "
+        "forced result is right, and the rationale then differs from what the student alone "
+        "would write (turn it off to see that).",
+    )
+
     # ----- runtime -------------------------------------------------------------------------
     num_threads: int = Field(
         0,

@@ -53,6 +53,7 @@ class TextCodec:
         self._tokenizer.no_truncation()
         self.ids = ids
         self._clean_up = _read_clean_up_flag(bundle / "tokenizer_config.json")
+        self._pieces: dict[int, str] = {}
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=True)
@@ -65,6 +66,33 @@ class TextCodec:
         if self._clean_up:
             texts = [_clean_up_tokenization(text) for text in texts]
         return texts
+
+    def continuation(self, ids: Sequence[int], prefix: str, text: str) -> list[int]:
+        """The ids that write ``text`` after generated ``ids`` (whose decoded text is
+        ``prefix``), tokenized as the tokenizer would tokenize it in context: the tail of
+        ``prefix + text``'s ids where those start with ``ids``, else ``text``'s own ids (the
+        model's ids are not always the tokenizer's own spelling of its text)."""
+        whole = self._tokenizer.encode(prefix + text, add_special_tokens=False).ids
+        if len(whole) > len(ids) and whole[: len(ids)] == list(ids):
+            return whole[len(ids) :]
+        return self._tokenizer.encode(text, add_special_tokens=False).ids
+
+    def ends_with(self, ids: Sequence[int], char: str) -> bool:
+        """Whether the text of ``ids`` may end with ``char``, read from the last token's piece
+        (past a piece that is only a space): a cheap test before decoding the whole row."""
+        for token in reversed(ids[-2:]):
+            piece = self._piece(token)
+            if piece.strip():
+                return piece.rstrip().endswith(char)
+        return False
+
+    def _piece(self, token: int) -> str:
+        piece = self._pieces.get(token)
+        if piece is None:
+            # SentencePiece writes a space as "▁", byte-level BPE as "Ġ".
+            raw = self._tokenizer.id_to_token(token) or ""
+            piece = self._pieces[token] = raw.replace("▁", " ").replace("Ġ", " ")
+        return piece
 
     def truncate(self, ids: list[int], limit: int) -> list[int]:
         """Keep the first ``limit - 1`` tokens and the end-of-sequence marker."""

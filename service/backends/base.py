@@ -58,6 +58,9 @@ class Backend(ABC, Generic[Native, Output]):
     """Base class of the runtimes. Subclasses implement setup/decode/predict/encode."""
 
     name: ClassVar[str]
+    #: whether the runtime obeys a row's ``forcer`` (:data:`mindmirror.engine.decoding.Forcer`);
+    #: a backend that cannot ignores it, and the service then turns the calculator off
+    supports_forcing: ClassVar[bool] = False
 
     def __init__(self, spec: BackendSpec, codec: TextCodec) -> None:
         self.spec = spec

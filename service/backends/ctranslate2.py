@@ -6,7 +6,9 @@ vocabulary by :class:`mindmirror.engine.vocabulary.Ct2Vocabulary` (the mapping t
 parity check used; the tokenizer's vocabulary is the fallback when the file is absent). Like
 ``generate``, one ``translate_batch`` call takes one decoding configuration: a batch is split
 into groups sharing (``max_new_tokens``, temperature, top-k, seed). A cancelled row is not
-stopped mid-batch (CTranslate2 can only stop a whole batch).
+stopped mid-batch (CTranslate2 can only stop a whole batch), and a row's forcer is ignored:
+``translate_batch`` takes a fixed target prefix but nothing that reacts to the tokens as they
+come (``supports_forcing`` is false, so the service runs without the calculator here).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class _Packed:
 
 class CTranslate2Backend(Backend[_Packed, list[tuple[list[int], list[Any]]]]):
     name = "ctranslate2"
+    supports_forcing = False
 
     def setup(self) -> None:
         try:

@@ -21,6 +21,7 @@ __all__ = ["OnnxBackend"]
 
 class OnnxBackend(Backend[Sequence[Row], list[Generation]]):
     name = "onnx"
+    supports_forcing = True  # the engine's loop obeys each row's forcer
 
     def setup(self) -> None:
         try:

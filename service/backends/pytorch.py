@@ -6,12 +6,16 @@ Weights load from ``model.safetensors`` only.
 
 ``generate`` takes one decoding configuration per call, so a batch is split into groups of rows
 that share temperature and top-k; every group decodes to its longest ``max_new_tokens`` and each
-row is cut at its own. Cancelled rows are stopped by a stopping criterion at the next step.
+row is cut at its own. Cancelled rows are stopped by a stopping criterion at the next step. A
+row's forcer (:data:`mindmirror.engine.decoding.Forcer`) is a logits processor here: it is
+consulted as the engine's loop consults it, and a forced step leaves only the forced token a
+finite score, so greedy rows with a forcer give the engine's tokens exactly.
 """
 
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +55,7 @@ class _Packed:
 
 class PyTorchBackend(Backend[_Packed, list[tuple[_Group, Any]]]):
     name = "pytorch"
+    supports_forcing = True
 
     def setup(self) -> None:
         prefer_passive_openmp()
@@ -72,6 +77,7 @@ class PyTorchBackend(Backend[_Packed, list[tuple[_Group, Any]]]):
         model = T5ForConditionalGeneration.from_pretrained(self.spec.path, use_safetensors=True)
         self.model = model.to(self.device).eval()
         self._stopping: Any = _stopping_criteria()
+        self._forcing: Any = _forcing_processor()
 
     def decode(self, rows: Sequence[Row]) -> _Packed:
         torch = self._torch
@@ -117,6 +123,9 @@ class PyTorchBackend(Backend[_Packed, list[tuple[_Group, Any]]]):
                 if group.seed is not None:
                     torch.manual_seed(group.seed)
             stop = self._stopping([rows[i].cancelled for i in group.indices])
+            group_rows = [rows[i] for i in group.indices]
+            if any(row.forcer is not None for row in group_rows):
+                kwargs["logits_processor"] = self._forcing(group_rows, self.ids.eos)
             with torch.inference_mode():
                 output = self.model.generate(
                     input_ids=group.input_ids,
@@ -173,3 +182,37 @@ def _stopping_criteria() -> Any:
             return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)
 
     return lambda events: StoppingCriteriaList([CancelledRows(events)])
+
+
+def _forcing_processor() -> Any:
+    import torch
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    class ForcedTokens(LogitsProcessor):
+        """The engine loop's forcing: after each token a row appends, with nothing queued and
+        budget left, its forcer is asked for the ids to take next; a queued id is then the only
+        token with a finite score. (transformers runs custom processors before temperature and
+        top-k, which keep the lone finite score; sampling still draws, as the engine does.)"""
+
+        def __init__(self, rows: Sequence[Row], eos: int) -> None:
+            self.rows = rows
+            self.eos = eos
+            self.queues: list[deque[int]] = [deque() for _ in rows]
+
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            generated = input_ids.shape[1] - 1  # generate() starts with the decoder start token
+            for position, row in enumerate(self.rows):
+                if row.forcer is None:
+                    continue
+                queue = self.queues[position]
+                if not queue and 0 < generated < row.max_new_tokens:
+                    ids = input_ids[position, 1:].tolist()
+                    if self.eos not in ids:  # a finished row is only padded from here on
+                        queue.extend(int(t) for t in row.forcer(tuple(ids)))
+                if queue:
+                    token = queue.popleft()
+                    scores[position] = -torch.inf
+                    scores[position, token] = 0.0
+            return scores
+
+    return lambda rows, eos: LogitsProcessorList([ForcedTokens(rows, eos)])

@@ -16,12 +16,16 @@ from typing import Any, ClassVar
 from mindmirror.student.errors import MindmirrorError
 
 __all__ = [
+    "NO_CHECK",
     "CoTExemplar",
     "Example",
+    "RationaleCheck",
     "SelfEvalExemplar",
     "Task",
     "TaskDataError",
+    "check_choice",
     "normalize_text",
+    "stated_choice",
 ]
 
 
@@ -29,6 +33,72 @@ def normalize_text(text: str) -> str:
     """How classification and QA tasks compare label text: lower-case, trimmed, spaces
     collapsed, trailing punctuation dropped."""
     return re.sub(r"\s+", " ", text).strip().strip(".!?\"'").strip().lower()
+
+
+def stated_choice(rationale: str, choices: list[str]) -> str | None:
+    """Which of ``choices`` (normalized, see :func:`normalize_text`) a rationale settles on, or
+    ``None`` when it names none.
+
+    The last sentence that names a choice decides, and in it the choice named first (the longer
+    one where two start at the same place: "super market" over "market"). A choice counts where
+    it starts a word; its end may run on ("clothing stores" names "clothing store"). Measured on
+    the PaLM CommonsenseQA rationales ("Of the above choices, only X ..."), this agrees with the
+    teacher's own answer on 884 of the 896 that name a choice; the last choice named agrees on
+    855 (the sentence names what X is compared with after X).
+    """
+    text = normalize_text(rationale)
+    sentences = [s for s in re.split(r"(?<=[.!?;])\s+", text) if s]
+    for sentence in reversed(sentences):
+        named = []
+        for choice in choices:
+            start = sentence.find(choice) if choice else -1
+            while start != -1:
+                if start == 0 or not sentence[start - 1].isalnum():
+                    named.append((start, -len(choice), choice))
+                    break
+                start = sentence.find(choice, start + 1)
+        if named:
+            return min(named)[2]
+    return None
+
+
+@dataclass(frozen=True)
+class RationaleCheck:
+    """Whether a rationale supports an answer (:meth:`Task.check_rationale`).
+
+    ``consistent`` is ``None`` where no check applies: the task has none, or this rationale
+    gives it nothing to check (a CQA rationale that names none of the choices). ``steps`` and
+    ``steps_right`` count the computation steps the rationale states and those that are right
+    (arithmetic tasks; 0 elsewhere); ``stated`` is what the rationale itself concludes, as text
+    (a number, a choice); ``reason`` says in a few words why it does not support the answer (or
+    why nothing was checked), empty when it does.
+    """
+
+    consistent: bool | None
+    steps: int = 0
+    steps_right: int = 0
+    stated: str | None = None
+    reason: str = ""
+
+
+#: What a task without a rationale check answers.
+NO_CHECK = RationaleCheck(None, reason="task has no check")
+
+
+def check_choice(rationale: str, label: str | None, choices: list[str]) -> RationaleCheck:
+    """Whether a rationale settles on ``label`` among ``choices`` (all normalized): the check of
+    tasks with a closed set of answers (CQA's five choices, a spec task's labels). A rationale
+    that names no choice is not checked (``None``)."""
+    if not choices:
+        return RationaleCheck(None, reason="no choices to check against")
+    stated = stated_choice(rationale, choices)
+    if stated is None:
+        return RationaleCheck(None, reason="names none of the choices")
+    if label is None:
+        return RationaleCheck(False, stated=stated, reason="the answer cannot be read")
+    if stated != label:
+        return RationaleCheck(False, stated=stated, reason=f"settles on {stated!r}, not {label!r}")
+    return RationaleCheck(True, stated=stated)
 
 
 class TaskDataError(MindmirrorError, ValueError):
@@ -142,6 +212,25 @@ class Task(ABC):
     def answer_value(self, label: str) -> Any:
         """The answer an application wants from a label (SVAMP: the equation's value)."""
         return label
+
+    # ----- rationales -------------------------------------------------------------------
+    def check_rationale(
+        self, rationale: str, label: str | None, example: Example | None = None
+    ) -> RationaleCheck:
+        """Whether ``rationale`` supports ``label`` (the normalized label, ``None`` when the
+        answer could not be read): the one rule, per task, that ``/v1/explain`` reports. The
+        default is :data:`NO_CHECK`."""
+        return NO_CHECK
+
+    def calculator(self, text: str) -> str | None:
+        """The text to write next when ``text`` (a rationale generated so far) ends with a
+        computation waiting for its result, else ``None``. Tasks without arithmetic have none."""
+        return None
+
+    @property
+    def has_calculator(self) -> bool:
+        """Whether this task overrides :meth:`calculator`."""
+        return type(self).calculator is not Task.calculator
 
     # ----- chains of thought ------------------------------------------------------------
     def trim_completion(self, text: str) -> str:

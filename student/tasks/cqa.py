@@ -13,9 +13,11 @@ from typing import Any, ClassVar
 from mindmirror.student.tasks.base import (
     CoTExemplar,
     Example,
+    RationaleCheck,
     SelfEvalExemplar,
     Task,
     TaskDataError,
+    check_choice,
     normalize_text,
 )
 
@@ -142,3 +144,12 @@ class CqaTask(Task):
         if label in choices:
             return f"So the answer is ({LETTERS[choices.index(label)]}) {label}."
         return f"So the answer is {label}."
+
+    def check_rationale(
+        self, rationale: str, label: str | None, example: Example | None = None
+    ) -> RationaleCheck:
+        """A rationale supports a label when the choice it settles on
+        (:func:`~mindmirror.student.tasks.base.check_choice`) is the label. One that names no
+        choice is not checked (``None``): about one PaLM rationale in ten paraphrases its
+        choice ("only wrestling requires a weight cut" for "wrestle")."""
+        return check_choice(rationale, label, [normalize_text(c) for c in choices_of(example)])

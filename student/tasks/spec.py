@@ -26,11 +26,14 @@ from typing import Any
 
 import yaml
 from mindmirror.student.tasks.base import (
+    NO_CHECK,
     CoTExemplar,
     Example,
+    RationaleCheck,
     SelfEvalExemplar,
     Task,
     TaskDataError,
+    check_choice,
     normalize_text,
 )
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -139,6 +142,15 @@ class SpecTask(Task):
 
     def answer_sentence(self, label: str, example: Example | None = None) -> str:
         return f"So the answer is {label}."
+
+    def check_rationale(
+        self, rationale: str, label: str | None, example: Example | None = None
+    ) -> RationaleCheck:
+        """A classification spec checks as CQA does, its labels being the choices; free-text QA
+        has no check (any text may be an answer)."""
+        if self.label_space is None:
+            return NO_CHECK
+        return check_choice(rationale, label, list(self.label_space))
 
 
 def load_task_spec(path: str | Path) -> SpecTask:

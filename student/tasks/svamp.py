@@ -19,13 +19,18 @@ from mindmirror.student.arithmetic import (
     expression_prefix,
     format_number,
     is_number,
+    last_number,
     numbers_equal,
+    pending_step,
+    stated_steps,
     tokenize,
     try_evaluate,
+    written_as,
 )
 from mindmirror.student.tasks.base import (
     CoTExemplar,
     Example,
+    RationaleCheck,
     SelfEvalExemplar,
     Task,
     TaskDataError,
@@ -177,3 +182,51 @@ class SvampTask(Task):
     def answer_value(self, label: str) -> float | None:
         value = try_evaluate(label)
         return None if value is None else float(value)
+
+    def check_rationale(
+        self, rationale: str, label: str | None, example: Example | None = None
+    ) -> RationaleCheck:
+        """A rationale supports an equation when every step it states ("a op b = c",
+        :func:`~mindmirror.student.arithmetic.stated_steps`) is right and what it concludes
+        equals the equation's value. It concludes the last step's result, or without a step the
+        last number it states; both are compared as
+        :func:`~mindmirror.student.arithmetic.written_as` reads a written number ("10 / 3 =
+        3.33" is right), an expression result by value."""
+        steps = stated_steps(rationale)
+        if steps:
+            stated, number, concluded = steps[-1].result, steps[-1].number, steps[-1].stated
+        else:
+            stated, number = last_number(rationale), True
+            if stated is None:
+                return RationaleCheck(False, reason="states no result")
+            concluded = Fraction(stated)
+        right = sum(step.correct for step in steps)
+        wrong = next((step for step in steps if not step.correct), None)
+        answer = try_evaluate(label)
+        reason = ""
+        if wrong is not None:
+            truth = (
+                "divides by zero"
+                if wrong.computed is None
+                else f"is {format_number(wrong.computed)}"
+            )
+            reason = f"{wrong.left} = {wrong.result} is wrong: {wrong.left} {truth}"
+        elif answer is None:
+            reason = "the answer is not an equation"
+        elif not (written_as(answer, stated) if number else numbers_equal(answer, concluded)):
+            reason = f"concludes {stated}, the answer is {format_number(answer)}"
+        return RationaleCheck(not reason, len(steps), right, stated, reason)
+
+    def calculator(self, text: str) -> str | None:
+        """The result of the computation ``text`` ends with ("... 10 + 9 =" gives " 19"),
+        written as the teacher writes results (:func:`~mindmirror.student.arithmetic.
+        format_number`), so that it is what :meth:`check_rationale` accepts. ``None`` when the
+        text does not end with a computation, it divides by zero, or its result would need an
+        exponent ("1.23457e+06"): the model then writes what it writes."""
+        result = pending_step(text)
+        if result is None:
+            return None
+        written = format_number(result)
+        if "e" in written:
+            return None
+        return written if text.endswith(" ") else f" {written}"

@@ -238,3 +238,75 @@ def test_pad_rows_and_cut_after_eos() -> None:
     assert cut_after_eos([4, 5], eos=1) == [4, 5]
     assert Generation([4], "eos").with_end(1) == [4, 1]
     assert Generation([4], "length").with_end(1) == [4]
+
+
+# ----- forced tokens ----------------------------------------------------------------------------
+class ScriptedForcer:
+    """Forces ``ids`` once the row has generated ``after`` tokens; records every call."""
+
+    def __init__(self, after: int, ids: list[int]) -> None:
+        self.after, self.ids = after, ids
+        self.calls: list[int] = []
+
+    def __call__(self, generated) -> list[int]:
+        self.calls.append(len(generated))
+        return list(self.ids) if len(generated) == self.after else []
+
+
+@pytest.mark.parametrize("strategy", ["host", "device"])
+def test_forced_tokens_replace_the_choice_and_the_decoder_goes_on_from_them(
+    random_t5: Path, host: OnnxSeq2Seq, device: OnnxSeq2Seq, strategy: str
+) -> None:
+    import torch
+    from transformers import T5ForConditionalGeneration
+
+    engine = host if strategy == "host" else device
+    reference = engine.generate(rows())
+    batch = rows()
+    forcer = ScriptedForcer(2, [5, 6, 7])
+    batch[1].forcer = forcer
+    out = engine.generate(batch)
+    tokens = out[1].tokens
+    assert tokens[:5] == [*reference[1].tokens[:2], 5, 6, 7]
+    assert tokens != reference[1].tokens
+    # Consulted after each appended token, not while its forced ids were queued, nor after the
+    # last token its budget allows.
+    assert forcer.calls == [1, 2, 5, 6, 7, 8, 9, 10, 11]
+    assert [out[i] for i in (0, 2, 3)] == [reference[i] for i in (0, 2, 3)]
+    # Exact: after the forced ids the row decodes as a decoder started from that prefix does.
+    model = T5ForConditionalGeneration.from_pretrained(random_t5).eval()
+    with torch.inference_mode():
+        continued = model.generate(
+            input_ids=torch.tensor([INPUTS[1]]),
+            decoder_input_ids=torch.tensor([[engine.ids.decoder_start, *tokens[:5]]]),
+            generation_config=engine.ids.greedy_config(12 - 5),
+            use_model_defaults=False,
+        )
+    assert continued[0, 6:].tolist() == tokens[5:]
+
+
+def test_forced_tokens_count_towards_the_budget_and_may_end_the_row(host: OnnxSeq2Seq) -> None:
+    reference = host.generate(rows())
+    short = Row(list(INPUTS[0]), 4, forcer=ScriptedForcer(2, [5, 6, 7]))
+    assert host.generate([short]) == [Generation([*reference[0].tokens[:2], 5, 6], "length")]
+    ended = Row(list(INPUTS[0]), 12, forcer=ScriptedForcer(3, [8, EOS, 9]))
+    assert host.generate([ended]) == [Generation([*reference[0].tokens[:3], 8], "eos")]
+    assert host.generate([Row(list(INPUTS[0]), 12, forcer=lambda ids: [])]) == [reference[0]]
+
+
+def test_a_seeded_row_with_a_forcer_is_repeatable_and_keeps_its_stream(
+    host: OnnxSeq2Seq,
+) -> None:
+    def sampled(forcer=None) -> Row:
+        return Row(list(INPUTS[3]), 12, temperature=HOT, seed=11, forcer=forcer)
+
+    free = host.generate([sampled()])[0].tokens
+    first = host.generate([sampled(ScriptedForcer(3, [5]))])[0].tokens
+    assert host.generate([sampled(ScriptedForcer(3, [5]))])[0].tokens == first
+    assert first[:4] == [*free[:3], 5]
+    # A forced step still spends its draw: forcing what the row would have sampled anyway
+    # leaves every later sample as it was.
+    assert host.generate([sampled(ScriptedForcer(3, [free[3]]))])[0].tokens == free
+    # Alone or batched with others, the same draws.
+    mixed = host.generate([Row(list(INPUTS[0]), 5), sampled(ScriptedForcer(3, [5]))])
+    assert mixed[1].tokens == first

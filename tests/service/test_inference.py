@@ -209,7 +209,8 @@ def test_explain_limits_are_checked_in_order_before_queueing(student: StudentMod
 
 
 LABELS = ["3 - 4", "3 + 4", "4 + 3", "3 - 4"]
-RATIONALES = ["He lost 4.", "He got 4 more.", "He got 4 more.", "He lost 4."]
+#: each supports its label (the rationale check is tested below)
+RATIONALES = ["He lost 4: 3 - 4 = -1.", "3 + 4 = 7.", "3 + 4 = 7.", "He lost 4: 3 - 4 = -1."]
 
 
 def test_self_consistency_samples_judges_each_distinct_chain_once_and_votes(
@@ -240,9 +241,9 @@ def test_self_consistency_samples_judges_each_distinct_chain_once_and_votes(
     # Scored, not generated; admitted already: never refused for a full queue.
     assert (endpoint, force) == (SCORING_QUEUE, True)
     assert queue.inputs(1) == [
-        f"predict: evaluate: {QUESTION}\nreasoning: He lost 4. The answer is (3 - 4).",
-        f"predict: evaluate: {QUESTION}\nreasoning: He got 4 more. The answer is (3 + 4).",
-        f"predict: evaluate: {QUESTION}\nreasoning: He got 4 more. The answer is (4 + 3).",
+        f"predict: evaluate: {QUESTION}\nreasoning: He lost 4: 3 - 4 = -1. The answer is (3 - 4).",
+        f"predict: evaluate: {QUESTION}\nreasoning: 3 + 4 = 7. The answer is (3 + 4).",
+        f"predict: evaluate: {QUESTION}\nreasoning: 3 + 4 = 7. The answer is (4 + 3).",
     ]
     assert [(r.max_new_tokens, r.temperature) for r in rows] == [(1, 0.0)] * 3
 

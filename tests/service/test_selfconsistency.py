@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from mindmirror.service.selfconsistency import Candidate, aggregate
 from mindmirror.student.formats import Verdict
+from mindmirror.student.tasks.base import RationaleCheck
 
 C, W, U = Verdict.CORRECT, Verdict.WRONG, Verdict.UNCERTAIN
 
@@ -71,3 +72,43 @@ def test_rejects_nonsense() -> None:
         aggregate([])
     with pytest.raises(ValueError, match="unknown aggregation"):
         aggregate([cand(1.0, C)], "median")  # type: ignore[arg-type]
+
+
+# ----- the rationale check ------------------------------------------------------------------
+def checked(answer: float, verdict: Verdict | None, consistent: bool | None) -> Candidate:
+    candidate = cand(answer, verdict)
+    return Candidate(
+        candidate.label_text,
+        candidate.label,
+        candidate.answer,
+        candidate.rationale,
+        verdict,
+        RationaleCheck(consistent, reason="" if consistent else "because"),
+    )
+
+
+def test_an_inconsistent_sample_counts_half() -> None:
+    # Three samples say 7 but their rationales do not support it: 1.5 against 2 for 9.
+    candidates = [checked(7.0, C, False)] * 3 + [checked(9.0, C, True)] * 2
+    decision = aggregate(candidates, "vote")
+    assert candidates[decision.index].answer == 9.0
+    assert decision.confidence == pytest.approx(2 / 5)
+    # Unchecked (None) weighs as consistent: the vote is the verdicts' alone.
+    unchecked = [checked(7.0, C, None)] * 3 + [checked(9.0, C, True)] * 2
+    assert aggregate(unchecked, "vote").confidence == pytest.approx(3 / 5)
+    # Without self-evaluation consistency still weighs.
+    assert aggregate(candidates, "vote", scored=False).confidence == pytest.approx(2 / 5)
+
+
+def test_the_winning_answer_returns_a_consistent_sample_first() -> None:
+    candidates = [
+        checked(7.0, C, False),
+        checked(7.0, U, None),
+        checked(7.0, U, True),
+        checked(5.0, U, True),
+    ]
+    assert aggregate(candidates, "vote").index == 2  # over a better-judged inconsistent one
+    assert aggregate(candidates[:2], "vote").index == 1  # unchecked before inconsistent
+    assert aggregate(candidates[:1] * 2, "vote").index == 0  # earliest when all are alike
+    assert candidates[0].consistent is False
+    assert cand(1.0, C).consistent is None

@@ -48,6 +48,11 @@ def test_every_endpoint_answers(server, questions: list[str]) -> None:
         assert explained["confidence"] is None
         assert len(explained["rationale"].split()) >= 3
         assert explained["label"] == prediction["label"]
+        # Whether the rationale supports the label, and the calculator made its steps right.
+        assert explained["consistent"] in (True, False)
+        assert set(explained["check"]) == {"steps", "steps_right", "stated", "reason"}
+        assert explained["check"]["steps_right"] == explained["check"]["steps"]
+        assert client.get("/v1/model").json()["calculator"]["enabled"] is True
 
         sampled = client.post(
             "/v1/explain",
@@ -59,6 +64,13 @@ def test_every_endpoint_answers(server, questions: list[str]) -> None:
         assert all(
             s["verdict"] in ("correct", "wrong", "uncertain", None) for s in sampled["samples"]
         )
+        assert all(s["check"]["steps_right"] == s["check"]["steps"] for s in sampled["samples"])
+        returned = [
+            s
+            for s in sampled["samples"]
+            if (s["label"], s["rationale"]) == (sampled["label"], sampled["rationale"])
+        ]
+        assert returned[0]["check"] == sampled["check"]
         # Sample 0 is the greedy answer; the same seed gives the same samples.
         assert sampled["samples"][0]["label"] == prediction["label"]
         again = client.post(
@@ -285,7 +297,7 @@ def test_evaluate_is_409_without_self_evaluation(no_self_eval_bundle: Path) -> N
         response = client.post("/v1/evaluate", json={"question": "q", "reasoning": "r"})
         assert response.status_code == 409
         assert "without self-evaluation" in response.json()["error"]["message"]
-        # Explain still samples and votes, by plain agreement.
+        # Explain still samples and votes, by agreement weighed by the rationale check.
         body = client.post(
             "/v1/explain",
             json={
@@ -296,7 +308,12 @@ def test_evaluate_is_409_without_self_evaluation(no_self_eval_bundle: Path) -> N
             },
         ).json()
         assert all(sample["verdict"] is None for sample in body["samples"])
-        agreeing = sum(s["answer"] == body["answer"] for s in body["samples"])
+        # Each agreeing sample counts 1, or 0.5 when its rationale does not support it.
+        agreeing = sum(
+            0.5 if s["consistent"] is False else 1.0
+            for s in body["samples"]
+            if s["answer"] == body["answer"]
+        )
         assert body["confidence"] == pytest.approx(agreeing / 3)
         # Production: no OpenAPI pages.
         for path in ("/docs", "/redoc", "/openapi.json"):
