@@ -65,9 +65,9 @@ class Candidate:
     answer: Any  # the task's answer value (SVAMP: float), None when unparseable
     rationale: str
     verdict: Verdict | None = None
+    check: RationaleCheck | None = None  # whether the rationale supports the label
     #: the student's calibrated probability that this candidate's reasoning is right
     score: float | None = None
-    check: RationaleCheck | None = None  # whether the rationale supports the label
 
     @property
     def consistent(self) -> bool | None:

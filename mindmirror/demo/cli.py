@@ -142,6 +142,18 @@ def register(subparsers: Any) -> None:
         f"answers (pure distillation; the default with --ablation: "
         f"{ablation_defaults.label_source})",
     )
+    student.add_argument(
+        "--keep-disagreeing",
+        action="store_true",
+        help="also train on the teacher's rationales whose answer is not the gold label (the "
+        "paper's setting; by default the demo drops them: distill --drop-disagreeing)",
+    )
+    student.add_argument(
+        "--replay-fraction",
+        type=float,
+        default=defaults.replay_fraction,
+        help=f"share of stage-1 pairs replayed in stage 2 (default: {defaults.replay_fraction})",
+    )
 
     serve = parser.add_argument_group("service")
     serve.add_argument("--port", type=int, default=defaults.port)
@@ -219,6 +231,8 @@ def _demo_settings(args: argparse.Namespace, budget: dict[str, Any]) -> DemoSett
             raise MindmirrorError(f"--{name} must be at least 1")
     if args.evals < 1:
         raise MindmirrorError("--evals must be at least 1 (the demo trains self-evaluation)")
+    if not 0.0 <= args.replay_fraction < 1.0:
+        raise MindmirrorError(f"--replay-fraction must be in [0, 1), not {args.replay_fraction}")
     if args.teacher == "openai" and not args.base_url and not os.environ.get(args.api_key_env):
         raise MindmirrorError(
             f"--teacher openai needs --base-url (a local vLLM/Ollama server) or ${args.api_key_env}"
@@ -249,6 +263,8 @@ def _demo_settings(args: argparse.Namespace, budget: dict[str, Any]) -> DemoSett
         max_tokens=args.max_tokens,
         batch_size=args.batch_size,
         learning_rate=args.lr,
+        drop_disagreeing=not args.keep_disagreeing,
+        replay_fraction=args.replay_fraction,
         threads=args.threads or None,
         port=args.port,
         serve=not args.no_serve,

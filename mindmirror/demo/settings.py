@@ -62,6 +62,12 @@ class DemoSettings:
     # accuracy against 86% with gold labels (docs/demo.md). The ablation has its own label
     # source (standard distillation means the teacher's answers): see ``AblationSettings``.
     label_source: str = "human"
+    # Train only on the teacher's rationales whose answer is the gold label (distill
+    # --drop-disagreeing): a quarter of the simulated teacher's chains reach a wrong answer, and
+    # paired with the gold label they teach the student rationales that contradict its answer.
+    drop_disagreeing: bool = True
+    # distill's --replay-fraction: the share of stage-1 pairs mixed into stage 2
+    replay_fraction: float = 0.25
     # 1000, not 800: at 800 steps this student is still on the steep part of its learning curve
     # (two runs: 66.6% and 85.6% test accuracy); 1000 steps measured 95.2% (docs/demo.md).
     steps: int = 1000

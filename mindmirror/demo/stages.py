@@ -187,6 +187,7 @@ def distill_config(
     stage1_steps: int,
     label_source: str,
     force: bool,
+    drop_disagreeing: bool = False,
 ) -> DistillConfig:
     """The student's training on the demo's files. The training budget and label source are
     arguments, not settings, because the demo and the ablation each have their own."""
@@ -202,6 +203,8 @@ def distill_config(
         dropout=0.0,
         self_evaluation=True,
         label_source=label_source,
+        drop_disagreeing=drop_disagreeing,
+        replay_fraction=settings.replay_fraction,
         seed=settings.seed,
         max_steps=steps,
         self_evaluation_max_steps=stage1_steps,
@@ -236,6 +239,7 @@ def distill_stage(
         stage1_steps=settings.stage1_steps,
         label_source=settings.label_source,
         force=True,
+        drop_disagreeing=settings.drop_disagreeing and settings.label_source != "teacher",
     )
     # The tokenizer enters through its own key (upstream), not its path: a moved work
     # directory is still the same run.

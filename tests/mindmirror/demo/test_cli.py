@@ -25,6 +25,7 @@ from mindmirror.demo.settings import DemoSettings
             "--teacher openai needs --model",
         ),
         (["--error-rate", "1.5"], "error_rate must be between 0 and 1"),
+        (["--replay-fraction", "1"], "--replay-fraction must be in [0, 1)"),
     ],
 )
 def test_bad_options_are_refused_before_any_work(
@@ -42,6 +43,11 @@ def test_the_demo_and_the_ablation_have_their_own_defaults() -> None:
     assert (demo.label_source, demo.stage1_steps, demo.steps) == ("human", 300, 1000)
     assert demo == DemoSettings()  # the CLI's defaults are the settings' own
     assert demo.threads is None  # torch's choice
+    assert (demo.drop_disagreeing, demo.replay_fraction) == (True, 0.25)
+    paper = settings_from_args(
+        build_parser().parse_args(["demo", "--keep-disagreeing", "--replay-fraction", "0.5"])
+    )
+    assert (paper.drop_disagreeing, paper.replay_fraction) == (False, 0.5)
     ablation = ablation_settings_from_args(build_parser().parse_args(["demo", "--ablation"]))
     assert (ablation.label_source, ablation.stage1_steps, ablation.steps) == ("teacher", 150, 400)
     assert ablation == AblationSettings()
