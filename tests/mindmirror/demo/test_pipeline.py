@@ -40,7 +40,7 @@ def test_tiny_pipeline_end_to_end(first_run) -> None:
     assert manifest.provenance.teacher.startswith("simulated-arith(error_rate=0.25")
     # Gold labels, and only the teacher's rationales that reach them (the demo's default).
     assert manifest.provenance.label_source == "human"
-    assert getattr(manifest.provenance, "drop_disagreeing") is True
+    assert manifest.provenance.drop_disagreeing is True
     assert set(manifest.exports["onnx"]["variants"]) == {"fp32", "int8"}
     assert manifest.exports["onnx"]["recommended"]["cpu"] == "int8"
     (evaluation,) = [e for e in manifest.evaluations if e.split == "test"]
