@@ -40,14 +40,14 @@ def test_bad_options_are_refused_before_any_work(
 
 def test_the_demo_and_the_ablation_have_their_own_defaults() -> None:
     demo = settings_from_args(build_parser().parse_args(["demo"]))
-    assert (demo.label_source, demo.stage1_steps, demo.steps) == ("human", 300, 1000)
+    assert (demo.label_source, demo.stage1_steps, demo.steps) == ("human", 450, 1000)
     assert demo == DemoSettings()  # the CLI's defaults are the settings' own
     assert demo.threads is None  # torch's choice
-    assert (demo.drop_disagreeing, demo.replay_fraction) == (True, 0.25)
+    assert (demo.drop_disagreeing, demo.replay_fraction) == (True, 0.5)
     paper = settings_from_args(
-        build_parser().parse_args(["demo", "--keep-disagreeing", "--replay-fraction", "0.5"])
+        build_parser().parse_args(["demo", "--keep-disagreeing", "--replay-fraction", "0.25"])
     )
-    assert (paper.drop_disagreeing, paper.replay_fraction) == (False, 0.5)
+    assert (paper.drop_disagreeing, paper.replay_fraction) == (False, 0.25)
     ablation = ablation_settings_from_args(build_parser().parse_args(["demo", "--ablation"]))
     assert (ablation.label_source, ablation.stage1_steps, ablation.steps) == ("teacher", 150, 400)
     assert ablation == AblationSettings()
@@ -60,7 +60,7 @@ def test_the_demo_and_the_ablation_have_their_own_defaults() -> None:
     [
         (["--ablation", "--label-source", "human"], "human", (150, 400)),
         (["--ablation", "--steps", "9", "--stage1-steps", "4"], "teacher", (4, 9)),
-        (["--label-source", "teacher", "--steps", "9"], "teacher", (300, 9)),
+        (["--label-source", "teacher", "--steps", "9"], "teacher", (450, 9)),
     ],
 )
 def test_budget_options_set_the_run_they_are_given_for(
