@@ -35,11 +35,21 @@ def test_the_tiny_student_is_measured_end_to_end(tiny_bundle: Path) -> None:
     assert report.verdict_auroc > 0.8
     assert report.verdict_balanced_accuracy is not None
     assert 0 <= report.generated_correct_share <= 1
-    # svamp checks every explanation; each states at least one step, which the calculator
-    # (on by default, and PyTorch can force tokens) makes right.
+    # svamp checks every explanation; the calculator (on by default, and PyTorch can force
+    # tokens) makes more of the stated steps right than the student alone writes.
     assert report.explain_checked == 6
     assert report.steps >= 1
-    assert report.step_accuracy == 1.0
+    alone = measure_trust(
+        StudentModel.open(
+            Settings(bundle=tiny_bundle, backend="pytorch", num_threads=1, calculator=False)
+        ),
+        examples,
+        [],
+        num_samples=1,
+    )
+    assert alone.step_accuracy is not None
+    assert report.step_accuracy is not None
+    assert report.step_accuracy > alone.step_accuracy
     assert 0 <= report.greedy_accuracy <= 1
     assert report.self_consistency_accuracy is not None
     assert report.to_dict()["num_samples"] == 2

@@ -19,7 +19,14 @@ from mindmirror.student.tasks import get_task
 from mindmirror.student.tasks.base import RationaleCheck
 
 from tests.service.test_backends import open_backend
-from tests.service.test_inference import QUESTION, FakeQueue, make_student, run, sampling
+from tests.service.test_inference import (
+    QUESTION,
+    SURE_RIGHT,
+    FakeQueue,
+    make_student,
+    run,
+    sampling,
+)
 from tests.tiny_student import make_problems
 
 svamp = get_task("svamp")
@@ -218,15 +225,16 @@ def test_self_consistency_prefers_the_sample_whose_rationale_supports_it(tmp_pat
     student = calculating_student(tmp_path / "bundle")
     labels = ["3 + 4", "3 + 4", "3 - 4"]
     rationales = ["He got 4, so 3 + 4 = 9.", "He got 4, so 3 + 4 = 7.", "He lost 4: 3 - 4 = -1."]
-    queue = FakeQueue(student, labels + rationales, ["correct", "correct", "correct"])
+    queue = FakeQueue(student, labels + rationales, [SURE_RIGHT] * 3)
     result = run(Inference(student, 4, 8).explain(QUESTION, None, sampling(3), queue))
     rows = queue.calls[0][1]
     assert [row.forcer is not None for row in rows] == [False] * 3 + [True] * 3
     assert all(row.forcer is None for row in queue.calls[1][1])  # verdicts are not calculated
     assert [s.consistent for s in result.samples] == [False, True, True]
-    # 7 wins (1.5 against 1) and its consistent sample is returned, not the greedy one.
+    # Every chain scores 0.9 / 0.95; the inconsistent one counts half: 7 wins (1.5 scores
+    # against 1) and its consistent sample is returned, not the greedy one.
     assert result.chosen == result.samples[1]
-    assert result.confidence == pytest.approx(1.5 / 3)
+    assert result.confidence == pytest.approx(1.5 * (0.9 / 0.95) / 3)
 
 
 def test_without_the_calculator_rationales_are_still_checked(tmp_path: Path) -> None:

@@ -91,7 +91,9 @@ def _wait_for(predicate, timeout: float = 60.0) -> None:  # type: ignore[no-unty
 
 def test_kill_and_ctrl_c_then_rerun(tmp_path: Path, fake_server) -> None:
     data = write_data(tmp_path / "data.jsonl", 12)
-    fake, url = fake_server(latency=0.05)
+    # Slow enough that the Ctrl-C below lands while the rerun still has work: at 0.05 s a
+    # quiet machine finished the rerun before the signal arrived.
+    fake, url = fake_server(latency=0.15)
     store = tmp_path / "s.sqlite"
 
     # 1. kill -9 after ~25 answers.
