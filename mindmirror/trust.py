@@ -26,10 +26,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from mindmirror.service.backends import Row
-from mindmirror.service.batching import Batcher, BatchLimits, ModelWorker
+from mindmirror.service.batching import BatchLimits, ModelWorker
 from mindmirror.service.inference import Inference, Sampling
-from mindmirror.service.metrics import QUEUES, SCORING_QUEUE, Metrics
+from mindmirror.service.metrics import Metrics
 from mindmirror.service.runtime import StudentModel
+from mindmirror.service.state import build_batchers
 from mindmirror.student.distillation import DistillationRecord
 from mindmirror.student.formats import Verdict
 from mindmirror.student.tasks import Example, Task
@@ -97,18 +98,7 @@ class _LocalQueues:
             max_batch_tokens=max_batch_tokens,
             max_queue=1 << 30,
         )
-        metrics = Metrics()
-        self.batchers = {
-            queue: Batcher(
-                queue,
-                self.worker,
-                model.score_verdicts if queue == SCORING_QUEUE else model.generate,
-                limits,
-                metrics,
-                generates=queue != SCORING_QUEUE,
-            )
-            for queue in QUEUES
-        }
+        self.batchers = build_batchers(model, self.worker, limits, Metrics())
 
     def start(self) -> None:
         for batcher in self.batchers.values():

@@ -24,9 +24,27 @@ from mindmirror.service.metrics import QUEUES, SCORING_QUEUE, Metrics
 from mindmirror.service.runtime import StudentModel
 from mindmirror.service.settings import Settings
 
-__all__ = ["Ready", "ServiceState", "StateDep"]
+__all__ = ["Ready", "ServiceState", "StateDep", "build_batchers"]
 
 logger = logging.getLogger("mindmirror.service")
+
+
+def build_batchers(
+    model: StudentModel, worker: ModelWorker, limits: BatchLimits, metrics: Metrics
+) -> dict[str, Batcher]:
+    """One batcher per queue over one model: the endpoints' generating queues and the
+    verdict-scoring queue (one decoder step per row, no tokens generated)."""
+    return {
+        queue: Batcher(
+            queue,
+            worker,
+            model.score_verdicts if queue == SCORING_QUEUE else model.generate,
+            limits,
+            metrics,
+            generates=queue != SCORING_QUEUE,
+        )
+        for queue in QUEUES
+    }
 
 
 class ServiceState:
@@ -59,14 +77,9 @@ class ServiceState:
             max_batch_tokens=self.settings.max_batch_tokens,
             max_queue=self.settings.max_queue,
         )
-        for endpoint in QUEUES:
-            scoring = endpoint == SCORING_QUEUE
-            run = self.model.score_verdicts if scoring else self.model.generate
-            batcher = Batcher(
-                endpoint, self.worker, run, limits, self.metrics, generates=not scoring
-            )
+        self.batchers = build_batchers(self.model, self.worker, limits, self.metrics)
+        for batcher in self.batchers.values():
             batcher.start()
-            self.batchers[endpoint] = batcher
         self._load_task = asyncio.create_task(self._load(), name="model-load")
 
     async def _load(self) -> None:

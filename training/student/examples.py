@@ -221,20 +221,25 @@ def build_cot_pairs(
             elif drop_disagreeing and not agrees(task, cot, label):
                 result.skipped["CoTs whose answer disagrees with the label"] += 1
             else:
-                result.pairs.append(
-                    TrainingPair(
-                        record_id=record.id,
-                        stage="cot",
-                        predict_input=prefixes.cot_input(record.question, "predict"),
-                        label=label,
-                        explain_input=prefixes.cot_input(record.question, "explain"),
-                        rationale=cot.rationale.strip(),
-                        example=example,
-                    )
-                )
+                result.pairs.append(_cot_pair(record, label, cot.rationale, example, prefixes))
         if cots and len(result.pairs) == before:
             result.questions_without_pairs += 1
     return result
+
+
+def _cot_pair(
+    record: DistillationRecord, label: str, rationale: str, example: Example, prefixes: Prefixes
+) -> TrainingPair:
+    """The stage-2 pair of one question with this label and rationale."""
+    return TrainingPair(
+        record_id=record.id,
+        stage="cot",
+        predict_input=prefixes.cot_input(record.question, "predict"),
+        label=label,
+        explain_input=prefixes.cot_input(record.question, "explain"),
+        rationale=rationale.strip(),
+        example=example,
+    )
 
 
 def build_cot_validation(
@@ -274,17 +279,8 @@ def build_cot_validation(
         agreeing = [cot for cot in with_rationale if task.is_correct(cot.answer, gold)]
         chosen = (agreeing or with_rationale or [None])[0]
         example = record.example()
-        result.pairs.append(
-            TrainingPair(
-                record_id=record.id,
-                stage="cot",
-                predict_input=prefixes.cot_input(record.question, "predict"),
-                label=gold,
-                explain_input=prefixes.cot_input(record.question, "explain"),
-                rationale=chosen.rationale.strip() if chosen is not None else "",
-                example=example,
-            )
-        )
+        rationale = chosen.rationale if chosen is not None else ""
+        result.pairs.append(_cot_pair(record, gold, rationale, example, prefixes))
     return result
 
 
